@@ -1,0 +1,3 @@
+from deeplens.cli import main
+
+main()

@@ -1,0 +1,121 @@
+"""The `deeplens` command line. Global options override DEEPLENS_* environment variables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import httpx
+
+from deeplens import __version__
+from deeplens.config import Settings
+from deeplens.processes import ServiceError
+from deeplens.stack import Stack
+from deeplens.weaviate_binary import WeaviateUnavailable
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    return ctx.find_object(Settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="deeplens")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State dir. Env: DEEPLENS_DATA_DIR.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Binaries and weights. Env: DEEPLENS_CACHE_DIR.")
+@click.option("--weaviate-url", help="Weaviate HTTP URL. Env: DEEPLENS_WEAVIATE_URL.")
+@click.option("--weaviate-grpc-port", type=int, help="Weaviate gRPC port. Env: DEEPLENS_WEAVIATE_GRPC_PORT.")
+@click.option("--modules-url", help="DeepLens module server URL. Env: DEEPLENS_MODULES_URL.")
+@click.option("--es-url", help="Elasticsearch URL. Env: DEEPLENS_ES_URL.")
+@click.pass_context
+def main(ctx: click.Context, **options) -> None:
+    """DeepLens: image similarity search and duplicate detection for Weaviate and Elasticsearch."""
+    overrides = {key: value for key, value in options.items() if value is not None}
+    ctx.obj = Settings(**overrides)
+
+
+@main.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Start the embedded stack (Weaviate + module server) in the background; idempotent."""
+    stack = Stack(settings_of(ctx))
+    try:
+        stack.up(progress=lambda line: click.echo(line, err=True))
+    except (ServiceError, WeaviateUnavailable) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Stack is up (data dir {stack.settings.data_dir}). Stop it with `deeplens down`.")
+
+
+@main.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop the processes `deeplens up` started for this data dir (and nothing else)."""
+    stack = Stack(settings_of(ctx))
+    stopped = stack.down(progress=click.echo)
+    if not stopped:
+        click.echo(f"Nothing was running for data dir {stack.settings.data_dir}.")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show URLs, versions and health of the embedded stack."""
+    settings = settings_of(ctx)
+    stack = Stack(settings)
+    rows = []
+    for service in stack.recorded_services():
+        state = service.recorded()
+        rows.append(
+            {
+                "name": service.name,
+                "running": state is not None,
+                "ready": state is not None and service.is_ready(),
+                "pid": state["pid"] if state else None,
+                "ready_url": service.ready_url,
+                "version": service.version,
+            }
+        )
+    info = {
+        "data_dir": str(settings.data_dir),
+        "weaviate_url": settings.weaviate_url,
+        "weaviate_version": _weaviate_server_version(settings.weaviate_url),
+        "modules_url": settings.modules_url,
+        "es_url": settings.es_url,
+        "services": rows,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"data dir:   {info['data_dir']}")
+    click.echo(f"weaviate:   {info['weaviate_url']} (server version: {info['weaviate_version'] or 'not reachable'})")
+    click.echo(f"modules:    {info['modules_url']}")
+    click.echo(f"es:         {info['es_url'] or 'not configured'}")
+    if not rows:
+        click.echo("No services started from this data dir. Start them with `deeplens up`.")
+    for row in rows:
+        health = "ready" if row["ready"] else ("running, not ready" if row["running"] else "stopped")
+        click.echo(f"  {row['name']:<10} {health:<20} pid={row['pid']}  {row['ready_url']}")
+    if rows and not all(row["ready"] for row in rows):
+        sys.exit(1)
+
+
+def _weaviate_server_version(url: str) -> str | None:
+    try:
+        return httpx.get(f"{url}/v1/meta", timeout=2).json().get("version")
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+@main.command()
+@click.pass_context
+def provision(ctx: click.Context) -> None:
+    """Find or build the pinned weaviate-server binary and print its path."""
+    from deeplens.weaviate_binary import resolve_weaviate_binary
+
+    try:
+        binary = resolve_weaviate_binary(settings_of(ctx), progress=lambda line: click.echo(line, err=True))
+    except WeaviateUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(binary))

@@ -1,0 +1,48 @@
+"""Settings shared by every DeepLens command: environment variables DEEPLENS_* or CLI options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The one place the Weaviate version is pinned. v1.39.3 is the newest 1.39 release whose
+# dependencies are all served by the Go module proxy (1.39.4+ need sroar versions it lacks).
+WEAVIATE_VERSION = "1.39.3"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEEPLENS_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("deeplens")),
+        description="State of the embedded stack (Weaviate data, pid and log files).",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("deeplens")),
+        description="Built or downloaded binaries and weights, shared by all data dirs.",
+    )
+    weaviate_url: str = "http://127.0.0.1:8080"
+    weaviate_grpc_port: int = 50051
+    weaviate_bin: Path | None = Field(default=None, description="Use this weaviate-server binary.")
+    es_url: str | None = None
+    modules_url: str = "http://127.0.0.1:8090"
+
+    @property
+    def weaviate_host(self) -> str:
+        return urlsplit(self.weaviate_url).hostname or "127.0.0.1"
+
+    @property
+    def weaviate_port(self) -> int:
+        return urlsplit(self.weaviate_url).port or 8080
+
+    @property
+    def modules_host(self) -> str:
+        return urlsplit(self.modules_url).hostname or "127.0.0.1"
+
+    @property
+    def modules_port(self) -> int:
+        return urlsplit(self.modules_url).port or 8090

@@ -1,0 +1,133 @@
+"""The embedded default stack: Weaviate (local binary) and the DeepLens module server.
+
+Everything lives in the data dir: Weaviate's data, pid/state and log files, and the internal
+ports Weaviate's cluster layer uses (kept stable so its Raft state stays valid across restarts).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from deeplens.config import WEAVIATE_VERSION, Settings
+from deeplens.processes import Service, ServiceError, free_port
+from deeplens.weaviate_binary import Progress, resolve_weaviate_binary
+
+WEAVIATE_START_TIMEOUT = 120.0
+INTERNAL_PORTS = ("gossip", "data", "raft", "raft_rpc", "profiling")
+
+
+@dataclass(frozen=True)
+class WeaviatePorts:
+    http: int
+    grpc: int
+    gossip: int
+    data: int
+    raft: int
+    raft_rpc: int
+    profiling: int
+
+
+def weaviate_service(
+    binary: Path, data_path: Path, run_dir: Path, host: str, ports: WeaviatePorts, modules_url: str
+) -> Service:
+    env = {
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+        "PERSISTENCE_DATA_PATH": str(data_path),
+        "DEFAULT_VECTORIZER_MODULE": "none",
+        "ENABLE_MODULES": "multi2vec-clip,img2vec-neural",
+        # Collections point each named vector at its own prefix with `inferenceUrl`; these
+        # defaults only have to reach the same server.
+        "CLIP_INFERENCE_API": modules_url,
+        "IMAGE_INFERENCE_API": modules_url,
+        "GRPC_PORT": str(ports.grpc),
+        "CLUSTER_HOSTNAME": "deeplens",
+        "CLUSTER_BIND_ADDR": host,
+        "CLUSTER_ADVERTISE_ADDR": host,
+        "CLUSTER_GOSSIP_BIND_PORT": str(ports.gossip),
+        "CLUSTER_DATA_BIND_PORT": str(ports.data),
+        "RAFT_PORT": str(ports.raft),
+        "RAFT_INTERNAL_RPC_PORT": str(ports.raft_rpc),
+        "RAFT_BOOTSTRAP_EXPECT": "1",
+        "RAFT_JOIN": f"deeplens:{ports.raft}",
+        "GO_PROFILING_PORT": str(ports.profiling),
+        "DISABLE_TELEMETRY": "true",
+        "QUERY_DEFAULTS_LIMIT": "25",
+        "LOG_FORMAT": "text",
+    }
+    return Service(
+        name="weaviate",
+        argv=[str(binary), "--host", host, "--port", str(ports.http), "--scheme", "http"],
+        ready_url=f"http://{host}:{ports.http}/v1/.well-known/ready",
+        run_dir=run_dir,
+        env=env,
+        ports=[(host, ports.http), (host, ports.grpc)],
+        version=WEAVIATE_VERSION,
+    )
+
+
+class Stack:
+    """The services `deeplens up` starts for one data dir."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.run_dir = settings.data_dir / "run"
+
+    def weaviate_ports(self) -> WeaviatePorts:
+        path = self.settings.data_dir / "weaviate-ports.json"
+        try:
+            internal = json.loads(path.read_text())
+        except FileNotFoundError:
+            internal = {name: free_port() for name in INTERNAL_PORTS}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(internal, indent=2))
+        return WeaviatePorts(
+            http=self.settings.weaviate_port, grpc=self.settings.weaviate_grpc_port, **internal
+        )
+
+    def weaviate(self, progress: Progress = print) -> Service:
+        binary = resolve_weaviate_binary(self.settings, progress)
+        return weaviate_service(
+            binary,
+            self.settings.data_dir / "weaviate",
+            self.run_dir,
+            self.settings.weaviate_host,
+            self.weaviate_ports(),
+            self.settings.modules_url,
+        )
+
+    def recorded_services(self) -> list[Service]:
+        """Services this data dir started, rebuilt from their state files (no binary lookup)."""
+        services = []
+        for state_path in sorted(self.run_dir.glob("*.json")):
+            state = json.loads(state_path.read_text())
+            services.append(
+                Service(name=state["name"], argv=state["argv"], ready_url=state["ready_url"],
+                        run_dir=self.run_dir, version=state.get("version", ""))
+            )
+        return services
+
+    def up(self, progress: Progress = print) -> list[Service]:
+        services = [self.weaviate(progress)]
+        started = []
+        try:
+            for service in services:
+                already = service.recorded() is not None
+                service.start()
+                service.wait_ready(WEAVIATE_START_TIMEOUT)
+                progress(f"{service.name}: {'already running' if already else 'started'}, ready at {service.ready_url}")
+                started.append(service)
+        except ServiceError:
+            for service in started:
+                service.stop()
+            raise
+        return services
+
+    def down(self, progress: Progress = print) -> int:
+        stopped = 0
+        for service in reversed(self.recorded_services()):
+            if service.stop():
+                progress(f"{service.name}: stopped")
+                stopped += 1
+        return stopped
