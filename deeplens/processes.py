@@ -109,10 +109,11 @@ class Service:
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = self.recorded()
+            # Right after fork the child's cmdline is still ours, so trust our own handle when we have one.
             popen = getattr(self, "_popen", None)
-            if state is None or (popen is not None and popen.poll() is not None):
-                self.state_path.unlink(missing_ok=True)
+            exited = popen.poll() is not None if popen is not None else self.recorded() is None
+            if exited:
+                self.stop()
                 raise ServiceError(
                     f"{self.name} exited during start-up. Last lines of {self.log_path}:\n"
                     f"{log_tail(self.log_path)}"
@@ -120,27 +121,31 @@ class Service:
             if self.is_ready():
                 return
             time.sleep(0.3)
+        self.stop()  # never leave a half-started process behind
         raise ServiceError(
             f"{self.name} was not ready at {self.ready_url} after {timeout:.0f}s. "
             f"Last lines of {self.log_path}:\n{log_tail(self.log_path)}"
         )
 
     def stop(self, timeout: float = 20.0) -> bool:
-        """Stop the recorded process (and its group). Returns whether one was running."""
+        """Stop the process (and its group) if this service started or recorded it; True if it ran."""
+        popen = getattr(self, "_popen", None)
         state = self.recorded()
         self.state_path.unlink(missing_ok=True)
-        if state is None:
+        if popen is not None and popen.poll() is None:
+            pid = popen.pid
+        elif state is not None:
+            pid = state["pid"]
+        else:
             return False
-        pid = state["pid"]
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.1)
         if _alive(pid):
             _signal_group(pid, signal.SIGKILL)
-        popen = getattr(self, "_popen", None)
         if popen is not None:
-            popen.wait(timeout=5)
+            popen.wait(timeout=5)  # reap our own child
         return True
 
 

@@ -15,7 +15,7 @@ from deeplens.processes import Service, ServiceError, free_port
 from deeplens.weaviate_binary import Progress, resolve_weaviate_binary
 
 WEAVIATE_START_TIMEOUT = 120.0
-INTERNAL_PORTS = ("gossip", "data", "raft", "raft_rpc", "profiling")
+INTERNAL_PORTS = ("gossip", "data", "raft", "raft_rpc")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,6 @@ class WeaviatePorts:
     data: int
     raft: int
     raft_rpc: int
-    profiling: int
 
 
 def weaviate_service(
@@ -51,7 +50,7 @@ def weaviate_service(
         "RAFT_INTERNAL_RPC_PORT": str(ports.raft_rpc),
         "RAFT_BOOTSTRAP_EXPECT": "1",
         "RAFT_JOIN": f"deeplens:{ports.raft}",
-        "GO_PROFILING_PORT": str(ports.profiling),
+        "GO_PROFILING_DISABLE": "true",
         "DISABLE_TELEMETRY": "true",
         "QUERY_DEFAULTS_LIMIT": "25",
         "LOG_FORMAT": "text",
