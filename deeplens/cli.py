@@ -36,10 +36,17 @@ def main(ctx: click.Context, **options) -> None:
 
 
 @main.command()
+@click.option("--profile", type=click.Choice(["clip", "offline"]), help="Model profile. Env: DEEPLENS_PROFILE [offline].")
+@click.option("--random-weights", is_flag=True, default=None, help="Untrained weights, plumbing tests only.")
 @click.pass_context
-def up(ctx: click.Context) -> None:
-    """Start the embedded stack (Weaviate + module server) in the background; idempotent."""
-    stack = Stack(settings_of(ctx))
+def up(ctx: click.Context, profile: str | None, random_weights: bool | None) -> None:
+    """Start the embedded stack (module server, then Weaviate) in the background; idempotent."""
+    settings = settings_of(ctx)
+    if profile:
+        settings.profile = profile
+    if random_weights:
+        settings.random_weights = True
+    stack = Stack(settings)
     try:
         stack.up(progress=lambda line: click.echo(line, err=True))
     except (ServiceError, WeaviateUnavailable) as exc:

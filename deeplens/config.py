@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -30,6 +31,10 @@ class Settings(BaseSettings):
     weaviate_bin: Path | None = Field(default=None, description="Use this weaviate-server binary.")
     es_url: str | None = None
     modules_url: str = "http://127.0.0.1:8090"
+    profile: Literal["clip", "offline"] = Field(
+        default="offline", description="Model profile of the module server `deeplens up` starts."
+    )
+    random_weights: bool = Field(default=False, description="Untrained weights (plumbing tests only).")
 
     @property
     def weaviate_host(self) -> str:

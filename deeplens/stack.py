@@ -7,6 +7,7 @@ ports Weaviate's cluster layer uses (kept stable so its Raft state stays valid a
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from deeplens.processes import Service, ServiceError, free_port
 from deeplens.weaviate_binary import Progress, resolve_weaviate_binary
 
 WEAVIATE_START_TIMEOUT = 120.0
+MODULES_START_TIMEOUT = 300.0  # loading CLIP weights on a slow disk takes a while
 INTERNAL_PORTS = ("gossip", "data", "raft", "raft_rpc")
 
 
@@ -66,6 +68,22 @@ def weaviate_service(
     )
 
 
+def modules_service(
+    run_dir: Path, host: str, port: int, profile: str, cache_dir: Path, extra_args: tuple[str, ...] = ()
+) -> Service:
+    argv = [
+        sys.executable, "-m", "deeplens", "--cache-dir", str(cache_dir),
+        "serve", "modules", "--host", host, "--port", str(port), "--profile", profile, *extra_args,
+    ]
+    return Service(
+        name="modules",
+        argv=argv,
+        ready_url=f"http://{host}:{port}/.well-known/ready",
+        run_dir=run_dir,
+        ports=[(host, port)],
+    )
+
+
 class Stack:
     """The services `deeplens up` starts for one data dir."""
 
@@ -83,6 +101,13 @@ class Stack:
             path.write_text(json.dumps(internal, indent=2))
         return WeaviatePorts(
             http=self.settings.weaviate_port, grpc=self.settings.weaviate_grpc_port, **internal
+        )
+
+    def modules(self) -> Service:
+        extra = ("--random-weights",) if self.settings.random_weights else ()
+        return modules_service(
+            self.run_dir, self.settings.modules_host, self.settings.modules_port,
+            self.settings.profile, self.settings.cache_dir, extra,
         )
 
     def weaviate(self, progress: Progress = print) -> Service:
@@ -108,20 +133,23 @@ class Stack:
         return services
 
     def up(self, progress: Progress = print) -> list[Service]:
-        services = [self.weaviate(progress)]
-        started = []
+        # Weaviate's modules wait for the inference server at start-up, so it goes first.
+        plan = [(self.modules(), MODULES_START_TIMEOUT), (self.weaviate(progress), WEAVIATE_START_TIMEOUT)]
+        started: list[Service] = []
         try:
-            for service in services:
-                already = service.recorded() is not None
+            for service, timeout in plan:
+                if service.recorded() is not None:
+                    progress(f"{service.name}: already running, {service.ready_url}")
+                    continue
                 service.start()
-                service.wait_ready(WEAVIATE_START_TIMEOUT)
-                progress(f"{service.name}: {'already running' if already else 'started'}, ready at {service.ready_url}")
                 started.append(service)
+                service.wait_ready(timeout)
+                progress(f"{service.name}: started, ready at {service.ready_url}")
         except ServiceError:
-            for service in started:
+            for service in started:  # only what this call started
                 service.stop()
             raise
-        return services
+        return [service for service, _ in plan]
 
     def down(self, progress: Progress = print) -> int:
         stopped = 0

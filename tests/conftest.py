@@ -12,13 +12,16 @@ import pytest
 
 from deeplens.config import Settings
 from deeplens.processes import free_port
-from deeplens.stack import WEAVIATE_START_TIMEOUT, WeaviatePorts, weaviate_service
+from deeplens.stack import (
+    MODULES_START_TIMEOUT,
+    WEAVIATE_START_TIMEOUT,
+    WeaviatePorts,
+    modules_service,
+    weaviate_service,
+)
 from deeplens.weaviate_binary import resolve_weaviate_binary
 
 pytest_plugins = ["tests.esnode.plugin"]
-
-# Weaviate needs an inference URL to enable its modules; tests that vectorize nothing never call it.
-NO_MODULES_URL = "http://127.0.0.1:9"
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,23 @@ class WeaviateEndpoint:
 
 
 @pytest.fixture(scope="session")
-def weaviate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeaviateEndpoint]:
+def modules_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real module server process, offline profile with the real shipped MobileNetV2 weights."""
+    port = free_port()
+    service = modules_service(
+        tmp_path_factory.mktemp("modules"), "127.0.0.1", port, "offline", Settings().cache_dir,
+        ("--max-wait-ms", "2"),
+    )
+    service.start()
+    try:
+        service.wait_ready(MODULES_START_TIMEOUT)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def weaviate(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Iterator[WeaviateEndpoint]:
     """A real Weaviate: the local binary (default) or, with DEEPLENS_TEST_WEAVIATE=docker, the image."""
     if os.environ.get("DEEPLENS_TEST_WEAVIATE") == "docker":
         yield from _weaviate_container()
@@ -41,7 +60,7 @@ def weaviate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeaviateEndpo
     root = tmp_path_factory.mktemp("weaviate")
     binary = resolve_weaviate_binary(Settings(), progress=print)
     ports = WeaviatePorts(**{name: free_port() for name in WeaviatePorts.__dataclass_fields__})
-    service = weaviate_service(binary, root / "data", root / "run", "127.0.0.1", ports, NO_MODULES_URL)
+    service = weaviate_service(binary, root / "data", root / "run", "127.0.0.1", ports, modules_url)
     service.start()
     try:
         service.wait_ready(WEAVIATE_START_TIMEOUT)

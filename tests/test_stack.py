@@ -102,10 +102,11 @@ def test_up_fails_clearly_when_the_port_is_taken(tmp_path):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
-        env["DEEPLENS_WEAVIATE_URL"] = f"http://127.0.0.1:{blocker.getsockname()[1]}"
+        taken = blocker.getsockname()[1]
+        env["DEEPLENS_WEAVIATE_URL"] = f"http://127.0.0.1:{taken}"
         up = deeplens("up", env=env)
     assert up.returncode == 1
-    assert "already taken" in up.stderr and str(blocker.getsockname()[1]) in up.stderr
+    assert "already taken" in up.stderr and str(taken) in up.stderr
     assert json.loads(deeplens("status", "--json", env=env).stdout)["services"] == []
 
 
