@@ -25,12 +25,10 @@ weaviate: install
 test: weaviate
 	$(PY) -m pytest
 
-# Until the scan/search CLI lands, the demo starts the embedded stack, shows it, and stops it.
+# Starts the embedded stack, indexes sample photos in two locations, prints duplicates and a
+# search, and leaves the stack running (it says how to stop it).
 demo: weaviate
-	$(DEEPLENS) up
-	$(DEEPLENS) status
-	$(DEEPLENS) down
-	@echo "Demo: the embedded stack started, answered and stopped. Indexing and search are not built yet."
+	$(DEEPLENS) demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -166,3 +166,15 @@ def serve_modules(ctx: click.Context, host, port, profile, device, random_weight
                    settings.cache_dir, clip_checkpoint, config, max_body_mb * 1024 * 1024, torch_threads)
     except WeightsMissing as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _register_database_commands() -> None:
+    from deeplens.connectors.cli import COMMANDS
+
+    from deeplens.demo import demo
+
+    for command in [*COMMANDS, demo]:
+        main.add_command(command)
+
+
+_register_database_commands()

@@ -90,6 +90,8 @@ def create_app(
             payload = json.loads(body or b"null")  # any Content-Type, or none, is read as JSON
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:  # e.g. "[[[[..." nested deeper than the parser's stack
+            raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
         try:
             return schema.model_validate(payload)
         except ValidationError as exc:
@@ -134,6 +136,7 @@ def create_app(
 
     @app.exception_handler(BadImage)
     async def bad_image(request: Request, exc: BadImage):
+        metrics.errors.labels(kind="http_400").inc()
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     @app.exception_handler(TextNotSupported)
@@ -143,6 +146,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        metrics.errors.labels(kind=f"http_{exc.status_code}").inc()
         return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)

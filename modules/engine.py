@@ -16,7 +16,10 @@ from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import SemanticModel
 
-PHASH_DRAFT_SIZE = 64  # pHash reads a 32x32 grid; decoding JPEGs at >= 64 px keeps it stable
+# JPEGs decode at a reduced scale (1/2 .. 1/8) that keeps both sides >= this many pixels.
+# One size for every feature set: the decode scale changes the pHash by a bit or two, and the same
+# image must get the same pHash from /phash/vectorize, /v1/es/phash and /v1/features.
+MIN_DRAFT_SIZE = 64
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Engine:
         self.decode_pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
         # One thread runs the model: torch parallelises inside a call, callers queue for it.
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self.draft_size = max(model.input_size, MIN_DRAFT_SIZE)
         self.batcher = DynamicBatcher(
             self._embed_batch,
             self.model_thread,
@@ -69,8 +73,7 @@ class Engine:
         return list(self.model.embed_images(pixels))
 
     def _analyse(self, data: bytes, features: frozenset[str]) -> Analysis:
-        draft = self.model.input_size if "semantic" in features else PHASH_DRAFT_SIZE
-        decoded = open_image(data, self.config.max_pixels, draft_to=draft)
+        decoded = open_image(data, self.config.max_pixels, draft_to=self.draft_size)
         result = Analysis()
         if "phash" in features:
             result.phash_bits = phash.phash_bits(decoded.image)

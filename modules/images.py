@@ -9,11 +9,14 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Refuse anything above this many pixels before decoding it (decompression bombs).
 DEFAULT_MAX_PIXELS = 64_000_000
 EXIF_ORIENTATION = 0x0112
+# Formats photos are stored in. An allowlist, because Pillow also opens formats whose decoders
+# are rarely exercised or shell out (EPS runs Ghostscript on the input).
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "TIFF", "BMP", "JPEG2000", "ICO", "PPM", "TGA", "PSD")
 
 
 class BadImage(ValueError):
@@ -51,8 +54,8 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_to: int 
         raise BadImage("image is empty (zero bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
-            image = Image.open(io.BytesIO(data))
+            warnings.simplefilter("ignore")  # we check the size ourselves; corrupt metadata only warns
+            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise BadImage(f"image has no pixels ({width}x{height})")
@@ -65,26 +68,54 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_to: int 
             if draft_to and image_format == "JPEG":
                 image.draft("RGB", (draft_to, draft_to))
             image.load()  # first frame of animated images
+            orientation = _orientation(image)
+            rgb = to_rgb(image)
     except BadImage:
         raise
     except UnidentifiedImageError:
-        raise BadImage("data is not an image in a format Pillow can read") from None
+        raise BadImage(f"data is not an image in a supported format ({', '.join(SUPPORTED_FORMATS)})") from None
     except Image.DecompressionBombError as exc:
-        raise BadImage(f"image is too large to decode safely: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise BadImage(f"image is corrupt or truncated: {exc}") from None
+        raise BadImage(f"image is too large to decode safely (decompression-bomb guard, see --max-pixels): {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - decoders of hostile bytes fail in many ways (OSError, struct.error, ...)
+        raise BadImage(f"image is corrupt or truncated: {type(exc).__name__}: {exc}") from None
+    if orientation in (5, 6, 7, 8):  # turned by 90 or 270 degrees
+        width, height = height, width
+    return DecodedImage(_transpose(rgb, orientation), image_format, width, height)
+
+
+def _orientation(image: Image.Image) -> int:
     try:
-        if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned by 90 or 270 degrees
-            width, height = height, width
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # broken EXIF must not lose an otherwise fine image
-        pass
-    return DecodedImage(to_rgb(image), image_format, width, height)
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - broken EXIF must not lose an otherwise fine image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _transpose(image: Image.Image, orientation: int) -> Image.Image:
+    # The same table as ImageOps.exif_transpose, applied to the already converted RGB image.
+    method = _ORIENTATION_TRANSPOSE.get(orientation)
+    return image.transpose(method) if method is not None else image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """RGB for every mode: alpha composited on white, 16-bit and float scaled to 8 bits, CMYK converted."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode.startswith("I;16"):
+        # 16-bit samples: the same picture as its 8-bit version (not contrast-stretched), so both
+        # get the same vectors.
+        pixels = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("I", "F"):  # 32-bit int or float: the range is unknown, so stretch it
         pixels = np.asarray(image, dtype=np.float64)
         low, high = float(pixels.min()), float(pixels.max())
         scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import uvicorn
+from PIL import Image
 
 from deeplens.modules.app import create_app
 from deeplens.modules.engine import EngineConfig
@@ -27,6 +28,8 @@ def serve(
     torch_threads: int | None,
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Pillow's own bomb check (error above twice this) would otherwise cap --max-pixels at ~179M.
+    Image.MAX_IMAGE_PIXELS = config.max_pixels
     if torch_threads:
         torch.set_num_threads(torch_threads)
     model = load_semantic_model(profile, device, random_weights, cache_dir, clip_checkpoint)

@@ -1,0 +1,186 @@
+"""Exact and near-duplicate groups, computed by Weaviate.
+
+Exact: Aggregate groupBy `content_sha256`, then the members of every group of two or more.
+Near: two images are near-duplicates when either
+  - their pHashes are within max_distance bits, trying the image's pHash and its seven
+    rotations/mirrors (stored as `phash_dihedral`): recompression, resizing, colour changes,
+    90/180/270 rotations, mirror images; or
+  - their `semantic` embeddings are within max_semantic_distance (cosine): crops, borders,
+    watermarks and slight rotations, which move a 64-bit pHash too far.
+Both are Weaviate queries: nearVector on `phash` (hamming) and nearObject on `semantic`.
+Groups are built star-wise around the best copy (the one that would be kept): a member joins
+only if it is a near-duplicate of that copy, so unrelated images never chain into one group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import weaviate
+from weaviate.classes.aggregate import GroupByAggregate
+from weaviate.classes.query import Filter, MetadataQuery
+
+from deeplens.modules.phash import hamming, hex_to_bits
+from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR
+
+DEFAULT_MAX_DISTANCE = 10  # pHash bits of 64; chosen on the tuning split of bench/neardup
+DEFAULT_MAX_SEMANTIC_DISTANCE = 0.15  # cosine distance; chosen on the tuning split of bench/neardup
+MEMBER_PROPERTIES = ["location", "uri", "path", "size_bytes", "width", "height", "content_sha256", "phash", "phash_dihedral"]
+NEIGHBOURS = 50  # most candidates fetched per query
+
+
+@dataclass
+class Member:
+    uuid: str
+    location: str
+    uri: str
+    size_bytes: int
+    pixels: int
+    content_sha256: str
+    distance: int = 0
+
+
+@dataclass
+class Group:
+    kind: str  # "exact" or "near"
+    members: list[Member] = field(default_factory=list)  # the kept copy first
+
+    @property
+    def wasted_bytes(self) -> int:
+        return sum(m.size_bytes for m in self.members) - self.members[0].size_bytes
+
+    def as_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "members": [
+                {"uri": m.uri, "location": m.location, "size_bytes": m.size_bytes, "distance": m.distance}
+                for m in self.members
+            ],
+            "wasted_bytes": self.wasted_bytes,
+        }
+
+
+def _member(obj) -> Member:
+    p = obj.properties
+    return Member(
+        uuid=str(obj.uuid),
+        location=p["location"],
+        uri=p["uri"],
+        size_bytes=int(p["size_bytes"]),
+        pixels=int(p.get("width") or 0) * int(p.get("height") or 0),
+        content_sha256=p["content_sha256"],
+    )
+
+
+def _keep_order(member: Member) -> tuple:
+    # The copy to keep: most pixels, then largest file, then shortest URI (stable and explainable).
+    return (-member.pixels, -member.size_bytes, len(member.uri), member.uri)
+
+
+def _location_filter(locations: list[str] | None):
+    return Filter.by_property("location").contains_any(locations) if locations else None
+
+
+def _phash_distance(phash: str, other_variants: list[str]) -> int:
+    """Smallest pHash distance to any rotation/mirror of the other image (shown as `distance`)."""
+    return min(hamming(phash, variant) for variant in other_variants)
+
+
+def exact_groups(client: weaviate.WeaviateClient, locations: list[str] | None = None) -> list[Group]:
+    collection = client.collections.use(IMAGE_COLLECTION)
+    where = _location_filter(locations)
+    counts = collection.aggregate.over_all(
+        filters=where, group_by=GroupByAggregate(prop="content_sha256", limit=1_000_000), total_count=True
+    )
+    shas = [g.grouped_by.value for g in counts.groups if (g.total_count or 0) > 1]
+    members: dict[str, list[Member]] = {sha: [] for sha in shas}
+    for start in range(0, len(shas), 100):
+        sha_filter = Filter.by_property("content_sha256").contains_any(shas[start:start + 100])
+        response = collection.query.fetch_objects(
+            filters=sha_filter & where if where else sha_filter, limit=10_000, return_properties=MEMBER_PROPERTIES
+        )
+        for obj in response.objects:
+            members[obj.properties["content_sha256"]].append(_member(obj))
+    groups = [Group("exact", sorted(group, key=_keep_order)) for group in members.values() if len(group) > 1]
+    return sorted(groups, key=lambda g: -g.wasted_bytes)
+
+
+def near_groups(
+    client: weaviate.WeaviateClient,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    max_semantic_distance: float = DEFAULT_MAX_SEMANTIC_DISTANCE,
+    locations: list[str] | None = None,
+    on_total: Callable[[int], None] = lambda total: None,
+    on_done: Callable[[int], None] = lambda count: None,
+    workers: int = 8,
+) -> list[Group]:
+    collection = client.collections.use(IMAGE_COLLECTION)
+    where = _location_filter(locations)
+    images = {}
+    hashes = {}
+    for obj in collection.iterator(return_properties=MEMBER_PROPERTIES):
+        if locations and obj.properties["location"] not in locations:
+            continue
+        if not obj.properties.get("phash"):
+            continue
+        member = _member(obj)
+        images[member.uuid] = member
+        hashes[member.uuid] = obj.properties.get("phash_dihedral") or [obj.properties["phash"]]
+    on_total(len(images))
+
+    def neighbours(uuid: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for variant in dict.fromkeys(hashes[uuid]):  # identical variants (symmetric images) once
+            response = collection.query.near_vector(
+                near_vector=hex_to_bits(variant).astype(float).tolist(),
+                target_vector=PHASH_VECTOR,
+                distance=max_distance,
+                limit=NEIGHBOURS,
+                filters=where,
+                return_metadata=MetadataQuery(distance=True),
+                return_properties=[],
+            )
+            for obj in response.objects:
+                other = str(obj.uuid)
+                if other != uuid and other in images:
+                    found[other] = min(found.get(other, 64), round(obj.metadata.distance))
+        if max_semantic_distance > 0:
+            response = collection.query.near_object(
+                near_object=uuid,
+                target_vector=SEMANTIC_VECTOR,
+                distance=max_semantic_distance,
+                limit=NEIGHBOURS,
+                filters=where,
+                return_properties=[],
+            )
+            for obj in response.objects:
+                other = str(obj.uuid)
+                if other != uuid and other in images and other not in found:
+                    found[other] = _phash_distance(hashes[uuid][0], hashes[other])
+        on_done(1)
+        return found
+
+    with ThreadPoolExecutor(workers) as pool:
+        graph = dict(zip(images, pool.map(neighbours, images)))
+
+    groups = []
+    assigned: set[str] = set()
+    # Leaders come first in keep order; a pair found from either side counts.
+    for uuid, found in list(graph.items()):
+        for other, distance in found.items():
+            graph[other].setdefault(uuid, distance)
+    for uuid in sorted(images, key=lambda u: _keep_order(images[u])):  # leaders: the best copies first
+        if uuid in assigned or not graph[uuid]:
+            continue
+        members = [replace(images[uuid], distance=0)]
+        for other, distance in sorted(graph[uuid].items(), key=lambda item: (item[1], item[0])):
+            if other not in assigned:
+                members.append(replace(images[other], distance=distance))
+                assigned.add(other)
+        if len(members) > 1:
+            assigned.add(uuid)
+            kind = "exact" if len({m.content_sha256 for m in members}) == 1 else "near"
+            groups.append(Group(kind, members))
+    return sorted(groups, key=lambda g: -g.wasted_bytes)

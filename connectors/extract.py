@@ -1,0 +1,73 @@
+"""What a scan reads out of one file's bytes: hash, EXIF facts, size, and the thumbnail that
+Weaviate's modules vectorize. The bytes are read once; decoding is the module server's hostile-input code."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from PIL import Image
+
+from deeplens.modules.images import DEFAULT_MAX_PIXELS, open_image
+
+THUMBNAIL_SIZE = 256
+THUMBNAIL_QUALITY = 90
+EXIF_IFD = 0x8769
+EXIF_DATETIME_ORIGINAL = 0x9003
+EXIF_DATETIME = 0x0132
+EXIF_MAKE = 0x010F
+EXIF_MODEL = 0x0110
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    content_sha256: str
+    width: int
+    height: int
+    format: str | None
+    taken_at: datetime | None
+    camera: str | None
+    thumbnail: str  # base64 JPEG, <= 256 px, EXIF-transposed
+
+
+def extract(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
+    """Raises modules.images.BadImage for anything that is not a usable image."""
+    decoded = open_image(data, max_pixels, draft_to=THUMBNAIL_SIZE)
+    taken_at, camera = _exif_facts(data)
+    thumb = decoded.image
+    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    thumb.save(out, "JPEG", quality=THUMBNAIL_QUALITY)
+    return ImageFacts(
+        content_sha256=hashlib.sha256(data).hexdigest(),
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format,
+        taken_at=taken_at,
+        camera=camera,
+        thumbnail=base64.b64encode(out.getvalue()).decode(),
+    )
+
+
+def _exif_facts(data: bytes) -> tuple[datetime | None, str | None]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exif = Image.open(io.BytesIO(data)).getexif()
+            stamp = exif.get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
+    except Exception:  # EXIF is a bonus: a broken block must not cost the image
+        return None, None
+    taken_at = None
+    if isinstance(stamp, str):
+        try:
+            # EXIF carries no time zone; store it as UTC so dates sort and compare.
+            taken_at = datetime.strptime(stamp.strip("\0 "), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    parts = [str(exif.get(tag, "")).strip("\0 ") for tag in (EXIF_MAKE, EXIF_MODEL)]
+    camera = " ".join(part for part in parts if part) or None
+    return taken_at, camera

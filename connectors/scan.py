@@ -1,0 +1,229 @@
+"""One scan of one storage location into Weaviate.
+
+list -> compare with what Weaviate holds for the location (the database is the only state) ->
+read each new or changed file once (sha256, EXIF, thumbnail) -> ask the module server for the
+pHash and its rotations/mirrors -> batch upsert (deterministic ids, so a killed scan simply runs
+again) -> delete what disappeared -> record the summary and the per-file errors on the location.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import httpx
+import weaviate
+from weaviate.classes.query import Filter
+from weaviate.exceptions import WeaviateBaseError
+
+from deeplens.connectors import storage
+from deeplens.connectors.extract import extract
+from deeplens.connectors.registry import save_location
+from deeplens.connectors.retry import retry
+from deeplens.modules.images import BadImage
+from deeplens.schema.models import ImageRecord, StorageLocation, image_id, phash_bands, utcnow
+from deeplens.schema.weaviate import IMAGE_COLLECTION, to_properties
+
+CHUNK = 32  # images per module call and per Weaviate batch
+KEPT_ERRORS = 1000  # per-file errors stored on the location after a scan
+
+
+@dataclass
+class ScanSummary:
+    location: str
+    scan_id: str
+    listed: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped_not_images: int = 0
+    errors: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    finished_at: str = ""
+    error_list: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Pending:
+    listed: storage.ListedObject
+    record: ImageRecord
+
+
+def known_objects(client: weaviate.WeaviateClient, location: str) -> dict[str, dict]:
+    """path -> size/mtime/etag of what Weaviate holds for the location (cursor over the collection:
+    Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS)."""
+    collection = client.collections.use(IMAGE_COLLECTION)
+    known = {}
+    for obj in collection.iterator(return_properties=["location", "path", "size_bytes", "modified_at", "etag"]):
+        props = obj.properties
+        if props.get("location") == location:
+            known[props["path"]] = props
+    return known
+
+
+def _unchanged(listed: storage.ListedObject, known: dict) -> bool:
+    if listed.etag and known.get("etag"):
+        return listed.etag == known["etag"] and listed.size_bytes == known.get("size_bytes")
+    return listed.size_bytes == known.get("size_bytes") and _same_time(listed.modified_at, known.get("modified_at"))
+
+
+def _same_time(a: datetime | None, b: datetime | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs((a - b).total_seconds()) < 0.001  # Weaviate keeps milliseconds
+
+
+def scan(
+    client: weaviate.WeaviateClient,
+    location: StorageLocation,
+    modules_url: str,
+    on_total: Callable[[int], None] = lambda total: None,
+    on_done: Callable[[int], None] = lambda count: None,
+    workers: int = 8,
+) -> ScanSummary:
+    started = time.monotonic()
+    summary = ScanSummary(location=location.name, scan_id=uuid.uuid4().hex)
+    fs, root = storage.open_location(location.url, location.options, location.credentials_env)
+    listed = {obj.path: obj for obj in storage.list_objects(fs, root, location.include, location.exclude, all_files=True)}
+    summary.listed = len(listed)
+    known = known_objects(client, location.name)
+
+    todo = [obj for path, obj in listed.items() if path not in known or not _unchanged(obj, known[path])]
+    summary.unchanged = len(listed) - len(todo)
+    on_total(len(todo))
+
+    not_images = []  # files that are not images: ignored, and forgotten if indexed before
+    collection = client.collections.use(IMAGE_COLLECTION)
+    with httpx.Client(base_url=modules_url, timeout=120) as modules, ThreadPoolExecutor(workers) as pool:
+        reads = pool.map(lambda obj: (obj, _read(fs, location, summary.scan_id, obj)), todo)
+        for chunk in _chunks(reads, CHUNK):
+            pending = []
+            for obj, outcome in chunk:
+                if isinstance(outcome, ImageRecord):
+                    pending.append(Pending(obj, outcome))
+                    summary.bytes_read += outcome.size_bytes
+                elif outcome is None:
+                    not_images.append(obj.path)
+                else:
+                    _record_error(summary, obj, outcome)
+            _add_hashes(modules, pending, summary)
+            stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
+            for p in stored:
+                if p.listed.path in known:
+                    summary.changed += 1
+                else:
+                    summary.new += 1
+            on_done(len(chunk))
+
+    summary.skipped_not_images = len(not_images)
+    gone = [path for path in known if path not in listed] + [path for path in not_images if path in known]
+    summary.deleted = _delete(collection, location.name, gone)
+    summary.seconds = round(time.monotonic() - started, 3)
+    indexed = summary.new + summary.changed
+    summary.images_per_second = round(indexed / summary.seconds, 2) if summary.seconds else 0.0
+    summary.finished_at = utcnow().isoformat()
+    location.last_scan = asdict(summary) | {"error_list": summary.error_list[:KEPT_ERRORS]}
+    save_location(client, location)
+    return summary
+
+
+def _read(fs, location: StorageLocation, scan_id: str, obj: storage.ListedObject):
+    """ImageRecord, None for a file that is not an image, or the exception to record."""
+    try:
+        data = storage.read_bytes(fs, obj.fs_path)
+        extension = posixpath.splitext(obj.path)[1].lstrip(".").lower()
+        if not data:
+            raise BadImage("file is empty (zero bytes)")
+        if storage.sniff_image_type(data[:64]) is None and extension not in storage.IMAGE_EXTENSIONS:
+            return None
+        facts = extract(data)
+    except (storage.StorageError, BadImage) as exc:
+        return exc
+    folder, filename = posixpath.split(obj.path)
+    return ImageRecord(
+        location=location.name,
+        uri=obj.uri,
+        path=obj.path,
+        folder=folder,
+        filename=filename,
+        extension=extension,
+        size_bytes=len(data),
+        modified_at=obj.modified_at,
+        etag=obj.etag,
+        content_sha256=facts.content_sha256,
+        width=facts.width,
+        height=facts.height,
+        format=facts.format,
+        taken_at=facts.taken_at,
+        camera=facts.camera,
+        thumbnail=facts.thumbnail,
+        scan_id=scan_id,
+    )
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _record_error(summary: ScanSummary, obj: storage.ListedObject, error: Exception) -> None:
+    summary.errors += 1
+    summary.error_list.append({"path": obj.path, "uri": obj.uri, "error": str(error)})
+
+
+def _add_hashes(modules: httpx.Client, pending: list[Pending], summary: ScanSummary) -> None:
+    """pHash and its dihedral variants of each thumbnail, from the module server (the same bytes
+    Weaviate's modules vectorize, so the property and the vector agree)."""
+    if not pending:
+        return
+    body = {
+        "images": [{"id": str(i), "data": p.record.thumbnail} for i, p in enumerate(pending)],
+        "features": ["phash", "dihedral"],
+    }
+    response = retry(lambda: modules.post("/v1/features", json=body).raise_for_status(), what="module server")
+    for p, result in zip(pending, response.json()["results"]):
+        if "error" in result:
+            _record_error(summary, p.listed, RuntimeError(f"module server: {result['error']}"))
+            continue
+        p.record.phash = result["phash"]["hex"]
+        p.record.phash_dihedral = list(result["phash_dihedral"].values())
+        p.record.phash_bands = phash_bands(p.record.phash)
+
+
+def _upsert(collection, pending: list[Pending], summary: ScanSummary) -> list[Pending]:
+    """Batch upsert; returns what was stored, records the rest as errors."""
+    if not pending:
+        return []
+    objects = [
+        weaviate.classes.data.DataObject(properties=to_properties(p.record), uuid=p.record.id) for p in pending
+    ]
+    result = retry(lambda: collection.data.insert_many(objects), what="Weaviate", errors=(WeaviateBaseError,))
+    for index, error in result.errors.items():
+        _record_error(summary, pending[index].listed, RuntimeError(f"Weaviate: {error.message}"))
+    return [p for index, p in enumerate(pending) if index not in result.errors]
+
+
+def _delete(collection, location: str, paths: list[str]) -> int:
+    deleted = 0
+    for start in range(0, len(paths), 500):
+        ids = [image_id(location, path) for path in paths[start:start + 500]]
+        result = retry(
+            lambda: collection.data.delete_many(where=Filter.by_id().contains_any(ids)),
+            what="Weaviate", errors=(WeaviateBaseError,),
+        )
+        deleted += result.successful
+    return deleted

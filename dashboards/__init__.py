@@ -1,0 +1,1 @@
+"""Kibana saved objects (one per file) and their installer."""

@@ -1,0 +1,1 @@
+"""Elasticsearch ingest pipelines, inference endpoints and transforms (data files) and their installer."""

@@ -1,0 +1,99 @@
+"""Bulk indexing of image records: what the scanner calls to push documents into Elasticsearch.
+
+Ids are the data model's deterministic ids (UUIDv5 of location and path), so re-indexing a file
+is an upsert. Rejections for load (429) are retried with backoff; every other per-document
+error is returned, one entry per document, never raised in the middle of a batch. A document the
+pipeline routed to `deeplens-failures` counts as failed too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from elasticsearch import Elasticsearch, helpers
+
+from deeplens.schema import elasticsearch as schema
+from deeplens.schema.models import image_id
+
+
+@dataclass
+class DocumentError:
+    id: str
+    location: str | None
+    path: str | None
+    status: int
+    error: str
+
+
+@dataclass
+class BulkResult:
+    indexed: int = 0
+    errors: list[DocumentError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _actions(records: Iterable[dict[str, Any]], index: str, pipeline: str | None):
+    for record in records:
+        doc = dict(record)
+        doc_id = doc.pop("_id", None) or str(image_id(doc["location"], doc["path"]))
+        action = {"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc}
+        if pipeline:
+            action["pipeline"] = pipeline
+        yield action
+
+
+def _describe(error: Any) -> str:
+    if isinstance(error, dict):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        return f"{reason} (caused by {_describe(cause)})" if cause else reason
+    return str(error)
+
+
+def index_records(
+    es: Elasticsearch,
+    records: list[dict[str, Any]],
+    pipeline: str | None,
+    index: str = schema.IMAGES_ALIAS,
+    chunk_size: int = 200,
+    max_retries: int = 5,
+    refresh: bool | str = False,
+) -> BulkResult:
+    """Index `records` (ImageRecord.model_dump(mode="json") plus, in precomputed mode, `semantic`
+    and `phash_bits`) through `pipeline` (None: no pipeline, e.g. on a node without ingest
+    processors). Returns counts and per-document errors."""
+    actions = list(_actions(records, index, pipeline))
+    by_id = {action["_id"]: action["_source"] for action in actions}
+    result = BulkResult()
+    stream = helpers.streaming_bulk(
+        es,
+        actions,
+        chunk_size=chunk_size,
+        max_retries=max_retries,  # retries 429 rejections with exponential backoff
+        initial_backoff=1,
+        raise_on_error=False,
+        raise_on_exception=False,
+        refresh=refresh,
+    )
+    for ok, item in stream:
+        [(_, info)] = item.items()
+        doc = by_id.get(info.get("_id"), {})
+        if ok and info.get("_index") == schema.FAILURES_INDEX:
+            ok, info = False, {**info, "status": 422, "error": "the ingest pipeline failed; see deeplens-failures"}
+        if ok:
+            result.indexed += 1
+            continue
+        result.errors.append(
+            DocumentError(
+                id=str(info.get("_id")),
+                location=doc.get("location"),
+                path=doc.get("path"),
+                status=int(info.get("status", 0)),
+                error=_describe(info.get("error", info.get("exception", "unknown error"))),
+            )
+        )
+    return result

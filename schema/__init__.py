@@ -1,0 +1,1 @@
+"""The one data model of DeepLens and what is generated from it (Weaviate collections, ES templates)."""

@@ -1,0 +1,159 @@
+"""Weaviate collections generated from the data model, and `schema apply`.
+
+DeepLensImage: every ImageRecord field as a property; named vectors `semantic` (cosine) and
+`phash` (hamming), both computed by Weaviate's multi2vec-clip module from the `thumbnail` blob,
+each pointed at its own prefix of the DeepLens module server with `inferenceUrl`.
+DeepLensLocation: the storage location registry (no vectors).
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from datetime import datetime
+
+import weaviate
+import weaviate.classes as wvc
+from pydantic import BaseModel
+
+from deeplens.schema.models import ImageRecord, StorageLocation
+
+IMAGE_COLLECTION = "DeepLensImage"
+LOCATION_COLLECTION = "DeepLensLocation"
+SEMANTIC_VECTOR = "semantic"
+PHASH_VECTOR = "phash"
+DataType = wvc.config.DataType
+
+
+class SchemaConflict(RuntimeError):
+    """An existing collection cannot hold what DeepLens writes; the message says what differs."""
+
+
+def _data_type(annotation, blob: bool) -> DataType:
+    if blob:
+        return DataType.BLOB
+    annotation = _without_none(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return DataType.TEXT_ARRAY
+    if origin is dict:
+        return DataType.TEXT  # stored as JSON
+    return {str: DataType.TEXT, int: DataType.INT, float: DataType.NUMBER, bool: DataType.BOOL,
+            datetime: DataType.DATE}[annotation]
+
+
+def properties_of(model: type[BaseModel]) -> list[wvc.config.Property]:
+    props = []
+    for name, field in model.model_fields.items():
+        blob = bool((field.json_schema_extra or {}).get("blob"))
+        data_type = _data_type(field.annotation, blob)
+        text = data_type in (DataType.TEXT, DataType.TEXT_ARRAY)
+        props.append(
+            wvc.config.Property(
+                name=name,
+                data_type=data_type,
+                # Paths, hashes and names are identifiers: match them whole, never split into words.
+                tokenization=wvc.config.Tokenization.FIELD if text else None,
+                skip_vectorization=True,
+                index_searchable=False if text else None,
+            )
+        )
+    return props
+
+
+def image_vectors(modules_url: str) -> list:
+    modules_url = modules_url.rstrip("/")
+    return [
+        wvc.config.Configure.Vectors.multi2vec_clip(
+            name=SEMANTIC_VECTOR,
+            image_fields=["thumbnail"],
+            inference_url=f"{modules_url}/semantic",
+            vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.COSINE),
+        ),
+        wvc.config.Configure.Vectors.multi2vec_clip(
+            name=PHASH_VECTOR,
+            image_fields=["thumbnail"],
+            inference_url=f"{modules_url}/phash",
+            # Hamming on 0/1 floats = number of differing bits; no quantization on 64 dims.
+            vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.HAMMING),
+        ),
+    ]
+
+
+def apply_schema(client: weaviate.WeaviateClient, modules_url: str) -> list[str]:
+    """Create missing collections, add missing properties; refuse incompatible ones. Returns what changed."""
+    changes = []
+    wanted = {
+        IMAGE_COLLECTION: (properties_of(ImageRecord), image_vectors(modules_url)),
+        LOCATION_COLLECTION: (properties_of(StorageLocation), None),
+    }
+    for name, (props, vectors) in wanted.items():
+        if not client.collections.exists(name):
+            client.collections.create(name, properties=props, vector_config=vectors)
+            changes.append(f"created collection {name}")
+            continue
+        collection = client.collections.use(name)
+        config = collection.config.get()
+        existing = {prop.name: prop for prop in config.properties}
+        for prop in props:
+            have = existing.get(prop.name)
+            if have is None:
+                collection.config.add_property(prop)
+                changes.append(f"added property {name}.{prop.name}")
+            elif have.data_type.value != prop.dataType.value:
+                raise SchemaConflict(
+                    f"{name}.{prop.name} is {have.data_type.value} in Weaviate but DeepLens writes "
+                    f"{prop.dataType.value}. Migrate or delete the collection (this deletes its data)."
+                )
+        if vectors:
+            _check_vectors(name, config, modules_url)
+    return changes
+
+
+def _check_vectors(name: str, config, modules_url: str) -> None:
+    modules_url = modules_url.rstrip("/")
+    expected = {SEMANTIC_VECTOR: ("cosine", f"{modules_url}/semantic"), PHASH_VECTOR: ("hamming", f"{modules_url}/phash")}
+    have = config.vector_config or {}
+    for vector, (distance, url) in expected.items():
+        if vector not in have:
+            raise SchemaConflict(f"{name} has no named vector '{vector}'; it was created by something else. "
+                                 "Use another Weaviate or delete the collection.")
+        got_distance = have[vector].vector_index_config.distance_metric.value
+        got_url = (have[vector].vectorizer.model or {}).get("inferenceUrl")
+        if got_distance != distance:
+            raise SchemaConflict(f"{name}.{vector} uses distance {got_distance}, DeepLens needs {distance}.")
+        if got_url != url:
+            raise SchemaConflict(
+                f"{name}.{vector} calls the module server at {got_url}, but DEEPLENS_MODULES_URL gives {url}. "
+                f"Set DEEPLENS_MODULES_URL to {got_url.rsplit('/', 1)[0] if got_url else 'the original URL'}, "
+                "or recreate the collection."
+            )
+
+
+def to_properties(model: BaseModel) -> dict:
+    """A pydantic record as Weaviate properties: dicts as JSON text, datetimes as RFC 3339, None dropped."""
+    out = {}
+    for name, value in model.model_dump(mode="python").items():
+        if value is None:
+            continue
+        out[name] = json.dumps(value) if isinstance(value, dict) else value
+    return out
+
+
+def from_properties(model: type[BaseModel], properties: dict) -> BaseModel:
+    """The inverse of to_properties."""
+    values = {}
+    for name, field in model.model_fields.items():
+        value = properties.get(name)
+        if value is not None and typing.get_origin(_without_none(field.annotation)) is dict:
+            value = json.loads(value)
+        if value is not None:
+            values[name] = value
+    return model.model_validate(values)
+
+
+def _without_none(annotation):
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        [annotation] = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return annotation

@@ -1,0 +1,210 @@
+"""End to end: storage locations on the local file system, the real module server and Weaviate,
+driven through the `deeplens` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import weaviate
+from click.testing import CliRunner
+from PIL import Image
+
+from deeplens.cli import main
+from deeplens.samples import TRANSFORMS, jpeg_bytes, sample_photos, synthetic_image
+from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION
+
+pytestmark = pytest.mark.weaviate
+
+
+@pytest.fixture
+def env(weaviate, modules_url, tmp_path):
+    values = {
+        "DEEPLENS_DATA_DIR": str(tmp_path / "data"),
+        "DEEPLENS_WEAVIATE_URL": weaviate.url,
+        "DEEPLENS_WEAVIATE_GRPC_PORT": str(weaviate.grpc_port),
+        "DEEPLENS_MODULES_URL": modules_url,
+    }
+    with _client(weaviate) as client:  # every test starts from an empty database
+        for name in (IMAGE_COLLECTION, LOCATION_COLLECTION):
+            client.collections.delete(name)
+    return values
+
+
+def _client(endpoint):
+    return weaviate.connect_to_local(host=endpoint.host, port=endpoint.http_port, grpc_port=endpoint.grpc_port)
+
+
+def uri(path: Path) -> str:
+    return f"file://{path}"  # as DeepLens writes it: absolute, readable, not percent-encoded
+
+
+def run(env, *args, ok=True):
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def run_json(env, *args):
+    return json.loads(run(env, *args, "--json").stdout)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return sample_photos()
+
+
+@pytest.fixture
+def two_locations(tmp_path, photos):
+    archive, exports = tmp_path / "archive", tmp_path / "exports dir ünïcode"
+    archive.mkdir()
+    (exports / "edited").mkdir(parents=True)
+    originals = ["astronaut", "coffee", "rocket", "hubble_deep_field", "coins", "brick", "china", "colorwheel"]
+    for name in originals:
+        (archive / f"{name}.jpg").write_bytes(jpeg_bytes(photos[name]))
+    (exports / "astronaut copy ü.jpg").write_bytes((archive / "astronaut.jpg").read_bytes())
+    edits = {"coffee": "recompress", "rocket": "rot90", "hubble_deep_field": "mirror", "coins": "resize",
+             "brick": "crop", "china": "border"}
+    for name, edit in edits.items():
+        source = Image.open(archive / f"{name}.jpg").convert("RGB")
+        (exports / "edited" / f"{name}-{edit}.jpg").write_bytes(jpeg_bytes(TRANSFORMS[edit](source)))
+    (exports / "flower.jpg").write_bytes(jpeg_bytes(photos["flower"]))  # unrelated to everything
+    return archive, exports, edits
+
+
+def test_scan_then_rescan_detects_new_changed_unchanged_deleted(env, two_locations):
+    archive, exports, edits = two_locations
+    run(env, "storage", "add", "archive", str(archive))
+    run(env, "storage", "add", "exports", f"file://{exports}")
+    assert [loc["name"] for loc in run_json(env, "storage", "list")] == ["archive", "exports"]
+
+    [first] = run_json(env, "scan", "archive")
+    assert (first["new"], first["changed"], first["unchanged"], first["errors"]) == (8, 0, 0, 0)
+    [second] = run_json(env, "scan", "archive")
+    assert (second["new"], second["changed"], second["unchanged"]) == (0, 0, 8)
+
+    (archive / "coins.jpg").write_bytes(jpeg_bytes(Image.open(archive / "coins.jpg").rotate(180)))
+    os.utime(archive / "coins.jpg", (time.time() + 5, time.time() + 5))
+    (archive / "brick.jpg").unlink()
+    [third] = run_json(env, "scan", "archive")
+    assert (third["new"], third["changed"], third["unchanged"], third["deleted"]) == (0, 1, 6, 1)
+    stats = run_json(env, "stats")["locations"]
+    assert stats == [{"location": "archive", "images": 7, "bytes": sum(p.stat().st_size for p in archive.iterdir()),
+                      "duplicate_bytes": 0}]
+
+
+def test_exact_and_near_duplicates_across_locations(env, two_locations):
+    archive, exports, edits = two_locations
+    run(env, "storage", "add", "archive", str(archive))
+    run(env, "storage", "add", "exports", str(exports))
+    run(env, "scan", "--all")
+
+    exact = run_json(env, "duplicates", "--exact")
+    [group] = exact["groups"]
+    size = (archive / "astronaut.jpg").stat().st_size
+    assert group["kind"] == "exact" and group["wasted_bytes"] == size == exact["total_wasted_bytes"]
+    assert {m["uri"] for m in group["members"]} == {
+        uri(archive / "astronaut.jpg"), uri(exports / "astronaut copy ü.jpg")
+    }
+
+    near = run_json(env, "duplicates", "--near")
+    by_original = {}
+    for g in near["groups"]:
+        uris = {m["uri"] for m in g["members"]}
+        names = [Path(m["uri"]).stem for m in g["members"] if "/archive/" in m["uri"]]
+        assert len(names) == 1, f"a group mixes unrelated originals: {uris}"
+        by_original[names[0].split(".")[0]] = g
+        assert g["wasted_bytes"] == sum(m["size_bytes"] for m in g["members"]) - g["members"][0]["size_bytes"]
+    assert set(by_original) == {"astronaut", *edits}, "every edited copy is found next to its original"
+    assert by_original["astronaut"]["kind"] == "exact"
+    assert not any("flower" in m["uri"] for g in near["groups"] for m in g["members"])
+    assert near["total_wasted_bytes"] == sum(g["wasted_bytes"] for g in near["groups"])
+
+
+def test_search_by_image_and_near_duplicates(env, two_locations):
+    archive, exports, edits = two_locations
+    run(env, "storage", "add", "archive", str(archive))
+    run(env, "storage", "add", "exports", str(exports))
+    run(env, "scan", "--all")
+
+    rotated = exports / "edited" / "rocket-rot90.jpg"
+    near = run_json(env, "search", "--image", str(archive / "rocket.jpg"), "--near-dup")["hits"]
+    assert [h["uri"] for h in near[:2]] == [uri(archive / "rocket.jpg"), uri(rotated)]
+    assert near[0]["hamming_distance"] == 0 and near[1]["hamming_distance"] <= 10
+    assert all("coffee" not in h["uri"] for h in near)
+
+    similar = run_json(env, "search", "--image", str(archive / "coffee.jpg"), "--limit", "3")["hits"]
+    assert similar[0]["uri"] == uri(archive / "coffee.jpg")
+    assert similar[1]["uri"] == uri(exports / "edited" / "coffee-recompress.jpg")
+    only_exports = run_json(env, "search", "--image", str(archive / "coffee.jpg"), "--location", "exports")["hits"]
+    assert only_exports[0]["location"] == "exports"
+
+
+def test_text_search_on_the_offline_profile_says_what_to_do(env, two_locations):
+    archive, _, _ = two_locations
+    run(env, "storage", "add", "archive", str(archive))
+    run(env, "scan", "archive")
+    result = run(env, "search", "--text", "a rocket", ok=False)
+    assert result.exit_code == 1
+    assert "text search needs the clip profile" in result.output
+
+
+def test_bad_files_are_recorded_and_nothing_else_is_lost(env, tmp_path, photos):
+    folder = tmp_path / "messy"
+    folder.mkdir()
+    (folder / "good.jpg").write_bytes(jpeg_bytes(photos["coffee"]))
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(jpeg_bytes(photos["rocket"])[:2000])
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "fake.png").write_text("plain text with an image extension")
+    (folder / "no-extension").write_bytes(jpeg_bytes(photos["moon"]))  # a JPEG, found by content
+    Image.new("RGB", (9000, 8000)).save(folder / "huge.png")  # 72 MP: over the pixel limit
+
+    run(env, "storage", "add", "messy", str(folder))
+    [summary] = run_json(env, "scan", "messy")
+    assert summary["new"] == 2 and summary["skipped_not_images"] == 1 and summary["errors"] == 4
+    errors = {Path(e["path"]).name: e["error"] for e in run_json(env, "scan", "--errors", "messy")["messy"]}
+    assert set(errors) == {"empty.jpg", "truncated.jpg", "fake.png", "huge.png"}
+    assert "empty" in errors["empty.jpg"] and "truncated" in errors["truncated.jpg"]
+    assert "not an image" in errors["fake.png"] and "pixels" in errors["huge.png"]
+    listed = run(env, "scan", "--errors", "messy").stdout
+    assert "truncated.jpg" in listed
+
+
+def test_unreachable_location_is_refused_with_the_reason(env, tmp_path):
+    result = run(env, "storage", "add", "gone", str(tmp_path / "does-not-exist"), ok=False)
+    assert result.exit_code != 0 and "does-not-exist" in result.output
+    assert run_json(env, "storage", "list") == []
+
+
+def test_killed_scan_resumes_without_losses_or_duplicates(env, tmp_path, weaviate):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for seed in range(150):
+        (folder / f"img{seed:03}.jpg").write_bytes(jpeg_bytes(synthetic_image(seed)))
+    run(env, "storage", "add", "many", str(folder))
+    scan = subprocess.Popen([sys.executable, "-m", "deeplens", "scan", "many", "--workers", "2"],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with _client(weaviate) as client:
+        images = client.collections.use(IMAGE_COLLECTION)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and scan.poll() is None:
+            if images.aggregate.over_all(total_count=True).total_count >= 32:
+                break
+            time.sleep(0.05)
+        scan.send_signal(signal.SIGKILL)
+        scan.wait()
+        partial = images.aggregate.over_all(total_count=True).total_count
+        assert 0 < partial < 150, "the scan was killed midway"
+        [resumed] = run_json(env, "scan", "many")
+        assert resumed["new"] == 150 - partial and resumed["unchanged"] == partial and resumed["errors"] == 0
+        assert images.aggregate.over_all(total_count=True).total_count == 150
+        paths = [o.properties["path"] for o in images.iterator(return_properties=["path"])]
+        assert sorted(paths) == sorted(p.name for p in folder.iterdir())
