@@ -163,9 +163,21 @@ def storage_remove(name: str, purge: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
     """Index new and changed images of storage locations; remove deleted ones."""
-    from deeplens.connectors.scan import scan
+    from deeplens.connectors.scan import ElasticsearchTarget, scan
 
     settings = _settings()
+    elasticsearch = None
+    if settings.es_url:
+        from deeplens.ingest.client import connect as connect_elasticsearch
+        from deeplens.ingest.setup import configured_pipeline
+
+        from deeplens.ingest.setup import SetupError
+
+        es_client = connect_elasticsearch(settings)
+        try:
+            elasticsearch = ElasticsearchTarget(es_client, configured_pipeline(es_client))
+        except SetupError as exc:
+            raise click.ClickException(str(exc)) from None
     with database() as client:
         locations = registry.list_locations(client) if scan_all else [registry.get_location(client, n) for n in names]
         if not locations:
@@ -187,6 +199,7 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
                     client, location, settings.modules_url, workers=workers,
                     on_total=lambda total: bar.update(task, total=total),
                     on_done=lambda count: bar.advance(task, count),
+                    elasticsearch=elasticsearch,
                 )
             summaries.append(summary)
     if as_json:

@@ -55,6 +55,15 @@ class ScanSummary:
 class Pending:
     listed: storage.ListedObject
     record: ImageRecord
+    semantic: list[float] | None = None  # only fetched when Elasticsearch gets the documents too
+
+
+@dataclass
+class ElasticsearchTarget:
+    """Where the scan also writes, in precomputed mode: the worker sends finished vectors."""
+
+    client: object  # elasticsearch.Elasticsearch
+    pipeline: str | None
 
 
 def known_objects(client: weaviate.WeaviateClient, location: str) -> dict[str, dict]:
@@ -88,6 +97,7 @@ def scan(
     on_total: Callable[[int], None] = lambda total: None,
     on_done: Callable[[int], None] = lambda count: None,
     workers: int = 8,
+    elasticsearch: ElasticsearchTarget | None = None,
 ) -> ScanSummary:
     started = time.monotonic()
     summary = ScanSummary(location=location.name, scan_id=uuid.uuid4().hex)
@@ -114,8 +124,10 @@ def scan(
                     not_images.append(obj.path)
                 else:
                     _record_error(summary, obj, outcome)
-            _add_hashes(modules, pending, summary)
+            _add_features(modules, pending, summary, semantic=elasticsearch is not None)
             stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
+            if elasticsearch is not None:
+                stored = _index_elasticsearch(elasticsearch, stored, summary)
             for p in stored:
                 if p.listed.path in known:
                     summary.changed += 1
@@ -126,6 +138,10 @@ def scan(
     summary.skipped_not_images = len(not_images)
     gone = [path for path in known if path not in listed] + [path for path in not_images if path in known]
     summary.deleted = _delete(collection, location.name, gone)
+    if elasticsearch is not None and gone:
+        from deeplens.ingest.bulk import delete_records
+
+        delete_records(elasticsearch.client, [str(image_id(location.name, path)) for path in gone])
     summary.seconds = round(time.monotonic() - started, 3)
     indexed = summary.new + summary.changed
     summary.images_per_second = round(indexed / summary.seconds, 2) if summary.seconds else 0.0
@@ -185,14 +201,14 @@ def _record_error(summary: ScanSummary, obj: storage.ListedObject, error: Except
     summary.error_list.append({"path": obj.path, "uri": obj.uri, "error": str(error)})
 
 
-def _add_hashes(modules: httpx.Client, pending: list[Pending], summary: ScanSummary) -> None:
-    """pHash and its dihedral variants of each thumbnail, from the module server (the same bytes
-    Weaviate's modules vectorize, so the property and the vector agree)."""
+def _add_features(modules: httpx.Client, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:
+    """pHash and its dihedral variants of each thumbnail (and the embedding, for Elasticsearch),
+    from the module server: the same bytes Weaviate's modules vectorize, so everything agrees."""
     if not pending:
         return
     body = {
         "images": [{"id": str(i), "data": p.record.thumbnail} for i, p in enumerate(pending)],
-        "features": ["phash", "dihedral"],
+        "features": ["phash", "dihedral", *(["semantic"] if semantic else [])],
     }
     response = retry(lambda: modules.post("/v1/features", json=body).raise_for_status(), what="module server")
     for p, result in zip(pending, response.json()["results"]):
@@ -202,6 +218,25 @@ def _add_hashes(modules: httpx.Client, pending: list[Pending], summary: ScanSumm
         p.record.phash = result["phash"]["hex"]
         p.record.phash_dihedral = list(result["phash_dihedral"].values())
         p.record.phash_bands = phash_bands(p.record.phash)
+        p.semantic = result.get("semantic")
+
+
+def _index_elasticsearch(target: ElasticsearchTarget, stored: list[Pending], summary: ScanSummary) -> list[Pending]:
+    from deeplens.ingest.bulk import index_records
+
+    if not stored:
+        return []
+    documents = [
+        p.record.model_dump(mode="json", exclude={"thumbnail"}) | {"semantic": p.semantic, "phash_bits": p.record.phash}
+        for p in stored
+    ]
+    result = index_records(target.client, documents, target.pipeline)
+    failed = set()
+    for error in result.errors:
+        failed.add(error.path)
+        summary.errors += 1
+        summary.error_list.append({"path": error.path, "uri": "", "error": f"Elasticsearch: {error.error}"})
+    return [p for p in stored if p.record.path not in failed]
 
 
 def _upsert(collection, pending: list[Pending], summary: ScanSummary) -> list[Pending]:

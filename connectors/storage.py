@@ -389,7 +389,7 @@ def _set_dotted(options: dict[str, Any], dotted: str, value: str) -> None:
     node[leaf] = value
 
 
-_SECRET_OPTION = re.compile(r"secret|password|passphrase|token|key$|connection_string|sas", re.IGNORECASE)
+_SECRET_OPTION = re.compile(r"secret|password|passphrase|token|_key$|connection_string|sas|credential", re.IGNORECASE)
 
 
 _NOT_SECRET_VALUES = {"anon", "google_default", "cloud", "cache", "browser"}
@@ -449,6 +449,10 @@ def list_objects(
         return
     try:
         found = fs.find(root, detail=True, withdirs=False)
+        # find() answers a vanished root (an unmounted share, a deleted prefix) with nothing at all;
+        # a scanner must not take that for "every image was deleted".
+        if not found and not fs.isdir(root):
+            raise FileNotFoundError(root)
     except Exception as exc:  # noqa: BLE001
         raise _storage_error(exc, path=root, action="listing", fs=fs) from exc
     prefix = root.rstrip("/") + "/" if root not in ("", "/") else "/"
@@ -709,6 +713,10 @@ def read_bytes(
             return fs.cat_file(path, start=0, end=length)
         except Exception as exc:  # noqa: BLE001
             kind, _ = _classify(exc)
+            if kind == "range" and length is not None:
+                # Stores answer a range beyond the end of a zero-byte object with 416.
+                length = None
+                continue
             if kind in ("unreachable", "transient") and attempt < retries:
                 delay = backoff_s * 2**attempt
                 log.warning("Reading %s failed (%s); retry %d of %d in %.1fs", path, _cause(exc), attempt + 1, retries, delay)
@@ -745,7 +753,7 @@ _TRANSIENT_CODES = {
 }
 
 
-_PRIORITY = ("auth", "not_found", "unreachable", "transient", "permission")
+_PRIORITY = ("auth", "not_found", "range", "unreachable", "transient", "permission")
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
@@ -782,14 +790,21 @@ _TRANSIENT_CLASSES = {"ConnectionResetError", "BrokenPipeError", "ConnectionAbor
                       "EOFError", "ServiceResponseError", "IncompleteRead"}
 
 
+# paramiko's words for a private key it cannot load, mostly a wrong passphrase.
+_BAD_KEY = re.compile(r"invalid key|encrypted|decrypt|passphrase|could not deserialize", re.IGNORECASE)
+
+
 def _kind_of(e: BaseException) -> str | None:
     names = _class_names(e)
     code = _error_code(e)
     text = str(e)
-    status = getattr(e, "status", None) or getattr(e, "status_code", None)
-    status = status if isinstance(status, int) else None
+    status = next((v for v in (getattr(e, a, None) for a in ("status", "status_code", "code")) if isinstance(v, int)), None)
     err_no = getattr(e, "errno", None)
-    if names & _AUTH_CLASSES or code in _AUTH_CODES or status == 401:
+    if code == "InvalidRange" or status == 416 or "range is not satisfiable" in text:
+        return "range"
+    if (names & _AUTH_CLASSES or code in _AUTH_CODES or status == 401
+            or "failed to authenticate" in text  # Azure/Azurite: a wrong account key
+            or ("SSHException" in names and _BAD_KEY.search(text))):
         return "auth"
     if names & _NOT_FOUND_CLASSES or code in _NOT_FOUND_CODES or status == 404 or err_no == errno.ENOENT:
         return "not_found"
@@ -816,7 +831,15 @@ def _error_code(exc: BaseException) -> str | None:
 
 
 def _cause(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0].rstrip(".")
+    if "SSHException" in _class_names(exc) and _BAD_KEY.search(text):
+        text = f"the private key could not be loaded ({text}): wrong passphrase, or not a private key file"
+    code = next((line for line in lines[1:] if line.startswith("ErrorCode:")), None)  # Azure
+    if code:
+        text = f"{text} ({code})"
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -842,12 +865,16 @@ def _storage_error(
     retried = f" after {attempts} attempts" if attempts > 1 else ""
     if kind == "auth":
         err: StorageError = StorageAuthError(
-            f"{where}: authentication failed{' at ' + host if host else ''}: {cause}. Check the user name, "
-            f"key or password and the secret{env_hint}."
+            f"{where}: authentication failed{' at ' + host if host else ''}: {cause}. Check the user name or "
+            f"access key, and the password, key file, passphrase or secret{env_hint}."
         )
     elif kind == "not_found":
         what = _missing_what(target, path, cause)
-        err = StorageNotFoundError(f"{where}: {what} does not exist ({cause}). Check the URL; create it first if needed.")
+        detail = "" if path and cause.strip("/") in path else f" ({cause})"
+        if action == "reading":
+            err = StorageNotFoundError(f"{where}: the file does not exist{detail}; deleted or moved since it was listed?")
+        else:
+            err = StorageNotFoundError(f"{where}: {what} does not exist{detail}. Check the URL; create it first if needed.")
     elif kind == "unreachable":
         err = StorageUnreachableError(
             f"{where}: the server{' ' + host if host else ''} is unreachable{retried}: {cause}. "

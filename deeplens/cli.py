@@ -171,9 +171,11 @@ def serve_modules(ctx: click.Context, host, port, profile, device, random_weight
 def _register_database_commands() -> None:
     from deeplens.connectors.cli import COMMANDS
 
+    from deeplens.dashboards.cli import dashboards
     from deeplens.demo import demo
+    from deeplens.ingest.cli import es
 
-    for command in [*COMMANDS, demo]:
+    for command in [*COMMANDS, demo, es, dashboards]:
         main.add_command(command)
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The one place the Weaviate version is pinned. v1.39.3 is the newest 1.39 release whose
@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     weaviate_grpc_port: int = 50051
     weaviate_bin: Path | None = Field(default=None, description="Use this weaviate-server binary.")
     es_url: str | None = None
+    es_api_key: SecretStr | None = None
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_ca_certs: Path | None = Field(default=None, description="CA file for an Elasticsearch with TLS.")
     modules_url: str = "http://127.0.0.1:8090"
     profile: Literal["clip", "offline"] = Field(
         default="offline", description="Model profile of the module server `deeplens up` starts."

@@ -97,3 +97,13 @@ def index_records(
             )
         )
     return result
+
+
+def delete_records(es: Elasticsearch, ids: list[str], index: str = schema.IMAGES_ALIAS) -> int:
+    """Delete documents by id with bulk deletes (delete-by-query lives in a module a core node lacks).
+    Returns how many existed."""
+    actions = ({"_op_type": "delete", "_index": index, "_id": doc_id} for doc_id in ids)
+    deleted = 0
+    for ok, item in helpers.streaming_bulk(es, actions, raise_on_error=False, refresh=True):
+        deleted += ok and item["delete"].get("result") == "deleted"
+    return deleted

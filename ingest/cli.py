@@ -9,14 +9,16 @@ import click
 from elasticsearch import Elasticsearch
 
 from deeplens.config import Settings
+from deeplens.ingest.client import ElasticsearchNotConfigured, connect
 from deeplens.ingest.setup import SetupError, setup
 from deeplens.schema.elasticsearch import SEMANTIC_DIMS
 
 
 def client(settings: Settings) -> Elasticsearch:
-    if not settings.es_url:
-        raise click.ClickException("no Elasticsearch URL: pass --es-url or set DEEPLENS_ES_URL")
-    return Elasticsearch(settings.es_url, request_timeout=60)
+    try:
+        return connect(settings)
+    except ElasticsearchNotConfigured as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group("es")

@@ -6,7 +6,6 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -55,7 +54,7 @@ def modules_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def weaviate(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Iterator[WeaviateEndpoint]:
     """A real Weaviate: the local binary (default) or, with DEEPLENS_TEST_WEAVIATE=docker, the image."""
     if os.environ.get("DEEPLENS_TEST_WEAVIATE") == "docker":
-        yield from _weaviate_container()
+        yield from _weaviate_container(modules_url)
         return
     root = tmp_path_factory.mktemp("weaviate")
     binary = resolve_weaviate_binary(Settings(), progress=print)
@@ -69,18 +68,34 @@ def weaviate(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Iter
         service.stop()
 
 
-def _weaviate_container() -> Iterator[WeaviateEndpoint]:
+def _weaviate_container(modules_url: str) -> Iterator[WeaviateEndpoint]:
     from deeplens.config import WEAVIATE_VERSION
 
     if shutil.which("docker") is None:
         pytest.skip("DEEPLENS_TEST_WEAVIATE=docker needs a Docker engine; none is installed")
     from testcontainers.weaviate import WeaviateContainer
 
-    with WeaviateContainer(image=f"cr.weaviate.io/semitechnologies/weaviate:{WEAVIATE_VERSION}") as container:
-        host = container.get_container_host_ip()
-        yield WeaviateEndpoint(host, int(container.get_exposed_port(8080)), int(container.get_exposed_port(50051)))
+    # The container reaches the module server on the host through host networking.
+    env = {"ENABLE_MODULES": "multi2vec-clip,img2vec-neural", "CLIP_INFERENCE_API": modules_url,
+           "IMAGE_INFERENCE_API": modules_url}
+    container = WeaviateContainer(image=f"cr.weaviate.io/semitechnologies/weaviate:{WEAVIATE_VERSION}", env_vars=env)
+    # Untested here (no Docker engine on these machines): host networking, so Weaviate's own ports.
+    with container.with_kwargs(network_mode="host"):
+        yield WeaviateEndpoint("127.0.0.1", 8080, 50051)
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def env(weaviate: WeaviateEndpoint, modules_url: str, tmp_path) -> dict[str, str]:
+    """DEEPLENS_* settings pointing at the test servers, with an empty database."""
+    from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION
+    from tests.cli import weaviate_client
+
+    with weaviate_client(weaviate) as client:
+        for name in (IMAGE_COLLECTION, LOCATION_COLLECTION):
+            client.collections.delete(name)
+    return {
+        "DEEPLENS_DATA_DIR": str(tmp_path / "data"),
+        "DEEPLENS_WEAVIATE_URL": weaviate.url,
+        "DEEPLENS_WEAVIATE_GRPC_PORT": str(weaviate.grpc_port),
+        "DEEPLENS_MODULES_URL": modules_url,
+    }

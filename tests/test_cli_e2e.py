@@ -12,48 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-import weaviate
-from click.testing import CliRunner
 from PIL import Image
 
-from deeplens.cli import main
 from deeplens.samples import TRANSFORMS, jpeg_bytes, sample_photos, synthetic_image
-from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION
+from deeplens.schema.weaviate import IMAGE_COLLECTION
+from tests.cli import run, run_json, uri, weaviate_client
 
 pytestmark = pytest.mark.weaviate
-
-
-@pytest.fixture
-def env(weaviate, modules_url, tmp_path):
-    values = {
-        "DEEPLENS_DATA_DIR": str(tmp_path / "data"),
-        "DEEPLENS_WEAVIATE_URL": weaviate.url,
-        "DEEPLENS_WEAVIATE_GRPC_PORT": str(weaviate.grpc_port),
-        "DEEPLENS_MODULES_URL": modules_url,
-    }
-    with _client(weaviate) as client:  # every test starts from an empty database
-        for name in (IMAGE_COLLECTION, LOCATION_COLLECTION):
-            client.collections.delete(name)
-    return values
-
-
-def _client(endpoint):
-    return weaviate.connect_to_local(host=endpoint.host, port=endpoint.http_port, grpc_port=endpoint.grpc_port)
-
-
-def uri(path: Path) -> str:
-    return f"file://{path}"  # as DeepLens writes it: absolute, readable, not percent-encoded
-
-
-def run(env, *args, ok=True):
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def run_json(env, *args):
-    return json.loads(run(env, *args, "--json").stdout)
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +157,7 @@ def test_killed_scan_resumes_without_losses_or_duplicates(env, tmp_path, weaviat
     run(env, "storage", "add", "many", str(folder))
     scan = subprocess.Popen([sys.executable, "-m", "deeplens", "scan", "many", "--workers", "2"],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with _client(weaviate) as client:
+    with weaviate_client(weaviate) as client:
         images = client.collections.use(IMAGE_COLLECTION)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and scan.poll() is None:

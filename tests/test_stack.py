@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import weaviate
 import weaviate.classes as wvc
 
 from deeplens.config import Settings
 from deeplens.processes import free_port
 from deeplens.weaviate_binary import WeaviateUnavailable, resolve_weaviate_binary
+from tests.cli import weaviate_client
 
 
 @pytest.mark.weaviate
@@ -41,10 +41,6 @@ def test_weaviate_collection_insert_and_query_over_rest_and_grpc(weaviate):
         assert [obj.properties["label"] for obj in nearest] == ["east"]
         assert "StackProbe" in client.collections.list_all()
         client.collections.delete("StackProbe")
-
-
-def weaviate_client(endpoint) -> weaviate.WeaviateClient:
-    return weaviate.connect_to_local(host=endpoint.host, port=endpoint.http_port, grpc_port=endpoint.grpc_port)
 
 
 def stack_env(data_dir: Path) -> dict[str, str]:

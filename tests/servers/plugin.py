@@ -97,7 +97,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServe
     import s3fs
 
     root = tmp_path_factory.mktemp("s3")
-    access_key, secret_key = "deeplens-test", secrets.token_hex(16)
+    access_key, secret_key = "deeplens-access", secrets.token_hex(16)
     config = root / "s3.json"
     config.write_text(json.dumps({"identities": [{
         "name": "deeplens", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
@@ -134,14 +134,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServe
 
 @pytest.fixture(scope="session")
 def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServer]:
-    """OpenSSH sshd with a private config and a generated key (asyncssh in-process if no sshd)."""
+    """OpenSSH sshd with a private config and a generated, passphrase-protected client key
+    (an asyncssh server in this process where sshd is missing). Password logins always fail:
+    a password for a real system user would outlive the tests."""
     root = tmp_path_factory.mktemp("sftp")
     data = root / "data"
     data.mkdir()
     passphrase = secrets.token_hex(12)
     client_key = root / "client_key"
     sshd = Path("/usr/sbin/sshd")
-    if not (sshd.exists() and shutil.which("ssh-keygen")):
+    # DEEPLENS_TEST_SFTP=asyncssh picks the light server even where sshd exists.
+    if os.environ.get("DEEPLENS_TEST_SFTP") == "asyncssh" or not (sshd.exists() and shutil.which("ssh-keygen")):
         yield from _asyncssh_server(root, data, passphrase)
         return
     for path, phrase in ((root / "host_key", ""), (client_key, passphrase)):
@@ -184,26 +187,38 @@ def _asyncssh_server(root: Path, data: Path, passphrase: str) -> Iterator[Storag
         pytest.skip(f"neither OpenSSH sshd nor asyncssh is installed: {INSTALL_HINT}, or pip install asyncssh")
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     client_key = asyncssh.generate_private_key("ssh-ed25519")
-    client_key.write_private_key(str(root / "client_key"), passphrase=passphrase)
+    # 16 bcrypt rounds as ssh-keygen uses; asyncssh's default 128 costs paramiko seconds per login.
+    client_key.write_private_key(str(root / "client_key"), passphrase=passphrase, rounds=16,
+                                  ignore_few_rounds=True)
     authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
     user = getpass.getuser()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="asyncssh-sftp", daemon=True)
     thread.start()
     started = time.monotonic()
-    listener = asyncio.run_coroutine_threadsafe(asyncssh.listen(
-        HOST, 0, server_host_keys=[host_key], authorized_client_keys=authorized,
-        sftp_factory=True, allow_scp=False), loop).result(timeout=20)
+    async def listen():
+        return await asyncssh.listen(HOST, 0, server_host_keys=[host_key], authorized_client_keys=authorized,
+                                     sftp_factory=True, allow_scp=False)
+
+    listener = asyncio.run_coroutine_threadsafe(listen(), loop).result(timeout=20)
     port = listener.sockets[0].getsockname()[1]
     try:
         yield StorageServer("sftp", f"sftp://{HOST}:{port}{data}",
                             {"username": user, "key_filename": str(root / "client_key")}, {"passphrase": passphrase},
                             port=port, start_seconds=_record("sftp (asyncssh)", None, started))
     finally:
-        listener.close()
-        asyncio.run_coroutine_threadsafe(listener.wait_closed(), loop).result(timeout=10)
+        async def shutdown() -> None:
+            listener.close()
+            await listener.wait_closed()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:  # sessions of clients that never closed
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        loop.close()
 
 
 # --------------------------------------------------------------------------------------- SMB

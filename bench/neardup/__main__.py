@@ -1,0 +1,3 @@
+from bench.neardup.run import main
+
+main()

@@ -1,0 +1,68 @@
+"""`deeplens scan` with DEEPLENS_ES_URL set writes the same records to Elasticsearch (precomputed
+mode: the worker sends finished vectors), against the real core node and the real Weaviate."""
+
+from __future__ import annotations
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from deeplens.samples import jpeg_bytes, sample_photos
+from deeplens.schema.elasticsearch import IMAGES_ALIAS
+from tests.cli import run, run_json
+
+pytestmark = [pytest.mark.weaviate, pytest.mark.elasticsearch]
+
+
+@pytest.fixture
+def es_env(env, elasticsearch_url):
+    es = Elasticsearch(elasticsearch_url)
+    for index in es.indices.get(index="deeplens-*", expand_wildcards="all"):  # wildcard deletes are refused
+        es.indices.delete(index=index)
+    es.options(ignore_status=404).indices.delete_index_template(name="deeplens-*")
+    return {**env, "DEEPLENS_ES_URL": elasticsearch_url}, es
+
+
+def test_scan_writes_documents_with_vectors_and_removes_deleted_files(es_env, tmp_path):
+    env, es = es_env
+    photos = sample_photos()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("astronaut", "coffee", "rocket"):
+        (folder / f"{name}.jpg").write_bytes(jpeg_bytes(photos[name]))
+    (folder / "rocket copy.jpg").write_bytes((folder / "rocket.jpg").read_bytes())
+
+    run(env, "es", "setup", "--mode", "precomputed")
+    run(env, "storage", "add", "photos", str(folder))
+    [summary] = run_json(env, "scan", "photos")
+    assert summary["new"] == 4 and summary["errors"] == 0
+    es.indices.refresh(index=IMAGES_ALIAS)
+    assert es.count(index=IMAGES_ALIAS)["count"] == 4
+
+    coffee = es.search(index=IMAGES_ALIAS, query={"term": {"filename": "coffee.jpg"}}, source=["semantic", "phash"])
+    doc = coffee["hits"]["hits"][0]["_source"]
+    assert len(doc["semantic"]) == 1280 and len(doc["phash"]) == 16
+    knn = es.search(index=IMAGES_ALIAS, knn={"field": "semantic", "query_vector": doc["semantic"], "k": 2,
+                                             "num_candidates": 10}, source=["filename"])
+    assert knn["hits"]["hits"][0]["_source"]["filename"] == "coffee.jpg"
+    by_hash = es.search(index=IMAGES_ALIAS, knn={"field": "phash_bits", "query_vector": doc["phash"], "k": 1,
+                                                 "num_candidates": 10}, source=["filename"])
+    assert by_hash["hits"]["hits"][0]["_source"]["filename"] == "coffee.jpg"
+
+    groups = es.search(index=IMAGES_ALIAS, size=0, aggs={"copies": {"terms": {"field": "content_sha256", "min_doc_count": 2}}})
+    [group] = groups["aggregations"]["copies"]["buckets"]
+    assert group["doc_count"] == 2
+
+    (folder / "rocket copy.jpg").unlink()
+    [again] = run_json(env, "scan", "photos")
+    assert again["deleted"] == 1
+    es.indices.refresh(index=IMAGES_ALIAS)
+    assert es.count(index=IMAGES_ALIAS)["count"] == 3
+
+
+def test_scan_without_es_setup_says_what_to_run(es_env, tmp_path):
+    env, _ = es_env
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    run(env, "storage", "add", "photos", str(folder))
+    result = run(env, "scan", "photos", ok=False)
+    assert result.exit_code == 1 and "deeplens es setup" in result.output
