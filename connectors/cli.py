@@ -21,6 +21,7 @@ from deeplens.connectors.weaviate_client import DatabaseUnavailable, connect
 from deeplens.modules.images import BadImage
 from deeplens.schema.models import StorageLocation
 from deeplens.schema.weaviate import IMAGE_COLLECTION, SchemaConflict, apply_schema
+from weaviate.exceptions import WeaviateQueryError
 
 console = Console(stderr=True)
 
@@ -214,6 +215,23 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
         click.echo("Some files could not be indexed; see `deeplens scan --errors NAME`.", err=True)
 
 
+def backend_option(command):
+    return click.option(
+        "--backend", type=click.Choice(["weaviate", "elasticsearch"]), default="weaviate", show_default=True,
+        help="Which database answers (elasticsearch needs DEEPLENS_ES_URL and scans with it set).",
+    )(command)
+
+
+@contextmanager
+def elasticsearch_client():
+    from deeplens.ingest.client import ElasticsearchNotConfigured, connect as connect_elasticsearch
+
+    try:
+        yield connect_elasticsearch(_settings())
+    except ElasticsearchNotConfigured as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command("search")
 @click.option("--image", "image", metavar="PATH_OR_URL", help="Find images like this one.")
 @click.option("--text", metavar="TEXT", help="Find images matching this text (clip profile).")
@@ -222,27 +240,34 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
 @click.option("--near-dup", is_flag=True, help="Near-duplicates of --image by pHash (incl. rotations/mirrors).")
 @click.option("--max-distance", default=dup.DEFAULT_MAX_DISTANCE, show_default=True, help="Hamming bits for --near-dup.")
 @click.option("--json", "as_json", is_flag=True)
-def search_command(image, text, limit, locations, near_dup, max_distance, as_json) -> None:
+@backend_option
+def search_command(image, text, limit, locations, near_dup, max_distance, as_json, backend) -> None:
     """Similarity search by image or text."""
     if bool(image) == bool(text):
         raise click.UsageError("give exactly one of --image or --text")
     if near_dup and not image:
         raise click.UsageError("--near-dup needs --image")
+    if text and backend == "elasticsearch":
+        raise click.UsageError("--text is answered by Weaviate only (its clip module embeds the text)")
     settings = _settings()
-    with database() as client:
-        try:
-            if image:
-                data = read_query_image(image)
-                hits = search_image(client, data, settings.modules_url, limit, list(locations) or None,
-                                    near_dup, max_distance)
-            else:
-                hits = search_text(client, text, limit, list(locations) or None)
-        except (OSError, BadImage) as exc:
-            raise click.ClickException(f"cannot read query image {image}: {exc}") from None
-        except Exception as exc:  # Weaviate relays module errors (e.g. text on the offline profile)
-            if "texts" in str(exc) or "text search" in str(exc):
-                raise click.ClickException(f"text search is not available: {exc}") from None
-            raise
+    locations = list(locations) or None
+    try:
+        data = read_query_image(image) if image else None
+        if backend == "elasticsearch":
+            from deeplens.connectors import es_search
+
+            with elasticsearch_client() as es:
+                hits = es_search.search_image(es, data, settings.modules_url, limit, locations, near_dup, max_distance)
+        else:
+            with database() as client:
+                if image:
+                    hits = search_image(client, data, settings.modules_url, limit, locations, near_dup, max_distance)
+                else:
+                    hits = search_text(client, text, limit, locations)
+    except (OSError, BadImage) as exc:
+        raise click.ClickException(f"cannot read query image {image}: {exc}") from None
+    except WeaviateQueryError as exc:  # Weaviate relays module errors, e.g. text on the offline profile
+        raise click.ClickException(f"Weaviate could not answer: {exc.message}") from None
     if as_json:
         _echo_json({"hits": hits})
         return
@@ -264,17 +289,25 @@ def search_command(image, text, limit, locations, near_dup, max_distance, as_jso
 @click.option("--location", "locations", multiple=True, help="Only these locations (repeatable).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
-def duplicates_command(mode, max_distance, max_semantic_distance, locations, as_json, as_csv) -> None:
+@backend_option
+def duplicates_command(mode, max_distance, max_semantic_distance, locations, as_json, as_csv, backend) -> None:
     """Duplicate groups and the bytes they waste (group total minus the kept copy)."""
-    with database() as client:
+    locations = list(locations) or None
+    if backend == "elasticsearch":
+        from deeplens.connectors import es_search as queries
+
+        connection = elasticsearch_client()
+    else:
+        queries, connection = dup, database()
+    with connection as db:
         if mode == "near":
             with _progress() as bar:
                 task = bar.add_task("near-duplicate search", total=None)
-                groups = dup.near_groups(client, max_distance, max_semantic_distance, list(locations) or None,
-                                         on_total=lambda t: bar.update(task, total=t),
-                                         on_done=lambda n: bar.advance(task, n))
+                groups = queries.near_groups(db, max_distance, max_semantic_distance, locations,
+                                             on_total=lambda t: bar.update(task, total=t),
+                                             on_done=lambda n: bar.advance(task, n))
         else:
-            groups = dup.exact_groups(client, list(locations) or None)
+            groups = queries.exact_groups(db, locations)
     total = sum(g.wasted_bytes for g in groups)
     if as_json:
         _echo_json({"groups": [g.as_json() for g in groups], "total_wasted_bytes": total})

@@ -63,9 +63,12 @@ class Group:
 
 
 def _member(obj) -> Member:
-    p = obj.properties
+    return member_of(str(obj.uuid), obj.properties)
+
+
+def member_of(uuid: str, p: dict) -> Member:
     return Member(
-        uuid=str(obj.uuid),
+        uuid=uuid,
         location=p["location"],
         uri=p["uri"],
         size_bytes=int(p["size_bytes"]),
@@ -74,7 +77,7 @@ def _member(obj) -> Member:
     )
 
 
-def _keep_order(member: Member) -> tuple:
+def keep_order(member: Member) -> tuple:
     # The copy to keep: most pixels, then largest file, then shortest URI (stable and explainable).
     return (-member.pixels, -member.size_bytes, len(member.uri), member.uri)
 
@@ -83,7 +86,7 @@ def _location_filter(locations: list[str] | None):
     return Filter.by_property("location").contains_any(locations) if locations else None
 
 
-def _phash_distance(phash: str, other_variants: list[str]) -> int:
+def phash_distance(phash: str, other_variants: list[str]) -> int:
     """Smallest pHash distance to any rotation/mirror of the other image (shown as `distance`)."""
     return min(hamming(phash, variant) for variant in other_variants)
 
@@ -103,7 +106,7 @@ def exact_groups(client: weaviate.WeaviateClient, locations: list[str] | None = 
         )
         for obj in response.objects:
             members[obj.properties["content_sha256"]].append(_member(obj))
-    groups = [Group("exact", sorted(group, key=_keep_order)) for group in members.values() if len(group) > 1]
+    groups = [Group("exact", sorted(group, key=keep_order)) for group in members.values() if len(group) > 1]
     return sorted(groups, key=lambda g: -g.wasted_bytes)
 
 
@@ -158,25 +161,31 @@ def near_groups(
             for obj in response.objects:
                 other = str(obj.uuid)
                 if other != uuid and other in images and other not in found:
-                    found[other] = _phash_distance(hashes[uuid][0], hashes[other])
+                    found[other] = phash_distance(hashes[uuid][0], hashes[other])
         on_done(1)
         return found
 
     with ThreadPoolExecutor(workers) as pool:
         graph = dict(zip(images, pool.map(neighbours, images)))
 
-    groups = []
-    assigned: set[str] = set()
-    # Leaders come first in keep order; a pair found from either side counts.
+    return star_groups(images, graph)
+
+
+def star_groups(images: dict[str, Member], graph: dict[str, dict[str, int]]) -> list[Group]:
+    """Groups around leaders taken in keep order; a member joins only its leader's group, so a
+    chain of pairwise-similar images never pulls unrelated ones together. `graph` maps an image to
+    its near-duplicates and their pHash distance; a pair found from either side counts."""
     for uuid, found in list(graph.items()):
         for other, distance in found.items():
-            graph[other].setdefault(uuid, distance)
-    for uuid in sorted(images, key=lambda u: _keep_order(images[u])):  # leaders: the best copies first
-        if uuid in assigned or not graph[uuid]:
+            graph.setdefault(other, {}).setdefault(uuid, distance)
+    groups = []
+    assigned: set[str] = set()
+    for uuid in sorted(images, key=lambda u: keep_order(images[u])):
+        if uuid in assigned or not graph.get(uuid):
             continue
         members = [replace(images[uuid], distance=0)]
         for other, distance in sorted(graph[uuid].items(), key=lambda item: (item[1], item[0])):
-            if other not in assigned:
+            if other not in assigned and other in images:
                 members.append(replace(images[other], distance=distance))
                 assigned.add(other)
         if len(members) > 1:

@@ -28,12 +28,14 @@ az/abfs    ``az://container/prefix``                   ``account_name``; ``accou
 HTTP semantics: an http(s) location is a plain-text *URL list*: one image URL per line, absolute
 or relative to the list's own URL; blank lines and lines starting with ``#`` are ignored. A
 listed object's ``path`` is its URL path relative to the folder of the list (percent-decoded),
-or ``host[:port]/path`` for a URL outside that folder. Lists work with any static web server,
+or ``host[:port]/path`` for a URL outside that folder. A listed URL that answers 404 is skipped
+(like a deleted file), other failures fail the listing. Lists work with any static web server,
 CDN or object store website, unlike directory index pages, whose HTML differs per server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import errno
 import logging
@@ -50,6 +52,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import fsspec
+import fsspec.asyn
 from fsspec.utils import infer_storage_options
 
 log = logging.getLogger(__name__)
@@ -162,9 +165,15 @@ def check_reachable(
     try:
         if target.protocol == "http":
             fs.info(root)  # the URL list itself
+        elif target.protocol == "s3":
+            # One key of a listing, not a HEAD (S3 answers HEAD with a bare 403 for a wrong secret
+            # and for a denied read alike; a listing names the cause), and not a whole ls, which
+            # pages through every key of a big flat prefix.
+            bucket, _, prefix = root.partition("/")
+            page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
+            if prefix and not page.get("KeyCount"):
+                raise FileNotFoundError(root)
         else:
-            # A listing, not a HEAD: object stores answer HEAD with a bare 403 for a wrong secret
-            # and for a denied read alike, while a listing names the cause.
             fs.ls(root, detail=False)
             if not fs.isdir(root):
                 raise StorageConfigError(
@@ -250,7 +259,7 @@ def _resolve(url: str, options: Mapping[str, Any], credentials_env: Mapping[str,
         storage_options=storage_options,
         secrets=tuple(s for s in secrets if s),
         env_names=tuple(credentials_env.values()),
-        endpoint=_endpoint(protocol, written, url, storage_options),
+        endpoint=_endpoint(protocol, url, storage_options),
         display=_safe_url(url),
     )
 
@@ -270,6 +279,7 @@ def _open(target: _Target) -> tuple[fsspec.AbstractFileSystem, str]:
 
             host = opts.pop("host")
             opts["port"] = int(opts.get("port") or 22)
+            opts.setdefault("timeout", 30)  # paramiko's connect timeout; its default waits forever
             if opts.get("password") or opts.get("key_filename") or opts.get("pkey"):
                 # Explicit credentials: do not silently try the worker's own keys or agent instead.
                 opts.setdefault("look_for_keys", False)
@@ -291,7 +301,8 @@ def _open(target: _Target) -> tuple[fsspec.AbstractFileSystem, str]:
         raise
     except Exception as exc:  # noqa: BLE001
         raise _storage_error(exc, target=target, path=None, action="connecting") from exc
-    root = root.rstrip("/") or "/" if target.protocol != "http" else root
+    if target.protocol != "http":
+        root = root.rstrip("/") or "/"
     if target.protocol in ("s3", "gs", "az") and not root.strip("/"):
         raise StorageConfigError(
             f"{target.display} names no bucket/container: use {target.fs_protocol}://BUCKET[/prefix]."
@@ -301,7 +312,7 @@ def _open(target: _Target) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, root
 
 
-def _endpoint(protocol: str, written: str, url: str, opts: Mapping[str, Any]) -> tuple[str, int] | None:
+def _endpoint(protocol: str, url: str, opts: Mapping[str, Any]) -> tuple[str, int] | None:
     """The host and port a TCP probe should reach, where one is known without a cloud default."""
     if protocol in ("sftp", "smb"):
         return str(opts["host"]), int(opts.get("port") or _DEFAULT_PORTS[protocol])
@@ -509,15 +520,40 @@ def _list_url_file(fs: fsspec.AbstractFileSystem, list_url: str, wanted) -> Iter
             rel = parts.netloc + unquote(parts.path)
         if rel and wanted(rel):
             entries.setdefault(rel, url)
-    for rel in sorted(entries):
-        url = entries[rel]
-        try:
-            info = fs.info(url)
-        except Exception as exc:  # noqa: BLE001
-            raise _storage_error(exc, path=url, action="reading the size of a listed URL", fs=fs) from exc
-        yield ListedObject(
-            path=rel, uri=url, size_bytes=_size(info), modified_at=_modified(info), etag=_etag(info), fs_path=url
-        )
+    ordered = sorted(entries)
+    for start in range(0, len(ordered), _HTTP_HEAD_BATCH):
+        batch = ordered[start: start + _HTTP_HEAD_BATCH]
+        for rel, info in zip(batch, _http_infos(fs, [entries[rel] for rel in batch])):
+            url = entries[rel]
+            if isinstance(info, BaseException) and _classify(info)[0] == "not_found":
+                # A dead link is an object that is gone, as a deleted file is on other protocols.
+                log.warning("URL list %s names %s, which does not exist; skipped", list_url, url)
+                continue
+            if isinstance(info, BaseException):
+                raise _storage_error(info, path=url, action="reading the size of a listed URL", fs=fs) from info
+            yield ListedObject(
+                path=rel, uri=url, size_bytes=_size(info), modified_at=_modified(info), etag=_etag(info), fs_path=url
+            )
+
+
+_HTTP_HEAD_BATCH = 32  # HEAD requests in flight at once while listing a URL list
+
+
+def _http_infos(fs: fsspec.AbstractFileSystem, urls: list[str]) -> list[dict | BaseException]:
+    """HEAD (size, Last-Modified, ETag) of each URL, concurrently on fsspec's own event loop."""
+    if not getattr(fs, "async_impl", False):
+        out: list[dict | BaseException] = []
+        for url in urls:
+            try:
+                out.append(fs.info(url))
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
+
+    async def gather() -> list:
+        return await asyncio.gather(*(fs._info(url) for url in urls), return_exceptions=True)
+
+    return fsspec.asyn.sync(fs.loop, gather)
 
 
 def _normalise_url(url: str) -> str:
@@ -719,7 +755,8 @@ def read_bytes(
                 continue
             if kind in ("unreachable", "transient") and attempt < retries:
                 delay = backoff_s * 2**attempt
-                log.warning("Reading %s failed (%s); retry %d of %d in %.1fs", path, _cause(exc), attempt + 1, retries, delay)
+                log.warning("Reading %s failed (%s); retry %d of %d in %.1fs",
+                            path, _scrub(_cause(exc), _fs_secrets(fs)), attempt + 1, retries, delay)
                 time.sleep(delay)
                 attempt += 1
                 continue
@@ -766,8 +803,8 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     for e in _chain(exc):
         kind = _kind_of(e)
         if kind is not None:
-            found.setdefault(kind, _cause(e) if kind != "not_found" or "BadNetworkName" not in _class_names(e)
-                             else "the share does not exist on this server")
+            bad_share = "BadNetworkName" in _class_names(e)
+            found.setdefault(kind, "the share does not exist on this server" if bad_share else _cause(e))
     for kind in _PRIORITY:
         if kind in found:
             return kind, found[kind]
@@ -798,7 +835,9 @@ def _kind_of(e: BaseException) -> str | None:
     names = _class_names(e)
     code = _error_code(e)
     text = str(e)
-    status = next((v for v in (getattr(e, a, None) for a in ("status", "status_code", "code")) if isinstance(v, int)), None)
+    # An HTTP status, where the error carries one (SMB errors carry 32-bit NTSTATUS codes instead).
+    statuses = (getattr(e, name, None) for name in ("status", "status_code", "code"))
+    status = next((v for v in statuses if isinstance(v, int) and 100 <= v <= 599), None)
     err_no = getattr(e, "errno", None)
     if code == "InvalidRange" or status == 416 or "range is not satisfiable" in text:
         return "range"
@@ -811,7 +850,8 @@ def _kind_of(e: BaseException) -> str | None:
     if (names & _UNREACHABLE_CLASSES or err_no in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
             or (isinstance(e, ValueError) and "Failed to connect to" in text)):
         return "unreachable"
-    if (names & _TRANSIENT_CLASSES or code in _TRANSIENT_CODES or (status is not None and (status >= 500 or status in (408, 429)))
+    if (names & _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
+            or (status is not None and (status >= 500 or status in (408, 429)))
             or err_no in (errno.ECONNRESET, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNABORTED)
             or ("SSHException" in names and any(w in text.lower() for w in ("closed", "dropped", "eof", "reset")))):
         return "transient"
@@ -869,12 +909,13 @@ def _storage_error(
             f"access key, and the password, key file, passphrase or secret{env_hint}."
         )
     elif kind == "not_found":
-        what = _missing_what(target, path, cause)
+        what = _missing_what(target, path, exc)
         detail = "" if path and cause.strip("/") in path else f" ({cause})"
         if action == "reading":
-            err = StorageNotFoundError(f"{where}: the file does not exist{detail}; deleted or moved since it was listed?")
+            message = f"{where}: the file does not exist{detail}; deleted or moved since it was listed?"
         else:
-            err = StorageNotFoundError(f"{where}: {what} does not exist{detail}. Check the URL; create it first if needed.")
+            message = f"{where}: {what} does not exist{detail}. Check the URL; create it first if needed."
+        err = StorageNotFoundError(message)
     elif kind == "unreachable":
         err = StorageUnreachableError(
             f"{where}: the server{' ' + host if host else ''} is unreachable{retried}: {cause}. "
@@ -893,15 +934,16 @@ def _storage_error(
     return type(err)(_scrub(str(err), secrets))
 
 
-def _missing_what(target: _Target | None, path: str | None, cause: str) -> str:
+def _missing_what(target: _Target | None, path: str | None, exc: BaseException) -> str:
     protocol = target.protocol if target is not None else None
     parts = (path or "").strip("/").split("/")
+    cause = " ".join(str(e) for e in _chain(exc))
+    if protocol == "smb" and (len(parts) == 1 or any("BadNetworkName" in _class_names(e) for e in _chain(exc))):
+        return f"the share {parts[0]!r}"
     if protocol in ("s3", "gs") and (len(parts) == 1 or "bucket" in cause.lower()):
         return f"the bucket {parts[0]!r}"
     if protocol == "az" and (len(parts) == 1 or "container" in cause.lower()):
         return f"the container {parts[0]!r}"
-    if protocol == "smb" and "share" in cause:
-        return f"the share {parts[0]!r}"
     if protocol == "http":
         return "the URL list"
     return f"the path {path!r}" if path else "the location"

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from deeplens.modules import phash
 from deeplens.modules.engine import Engine, EngineConfig
@@ -29,9 +30,10 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, kind: str | None = None):
         super().__init__(message)
         self.status = status
+        self.kind = kind or f"http_{status}"  # label of the errors metric
 
 
 class VectorizeRequest(BaseModel):  # multi2vec-clip
@@ -82,10 +84,13 @@ def create_app(
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
             raise ApiError(413, f"request body of {int(declared):,} bytes is over the {max_body_bytes:,}-byte limit")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                raise ApiError(413, f"request body is over the {max_body_bytes:,}-byte limit")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body_bytes:
+                    raise ApiError(413, f"request body is over the {max_body_bytes:,}-byte limit")
+        except ClientDisconnect:  # a caller that gave up (e.g. Weaviate's timeout) is not a server fault
+            raise ApiError(400, "the client closed the connection before sending the whole body", "client_disconnect") from None
         try:
             payload = json.loads(body or b"null")  # any Content-Type, or none, is read as JSON
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -131,7 +136,7 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
-        metrics.errors.labels(kind=f"http_{exc.status}").inc()
+        metrics.errors.labels(kind=exc.kind).inc()
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(BadImage)

@@ -4,7 +4,9 @@ bad ones a 4xx JSON error naming the problem, never a 500, and the server stays 
 from __future__ import annotations
 
 import io
+import socket
 import struct
+import time
 import zlib
 
 import httpx
@@ -165,6 +167,19 @@ def test_broken_exif_does_not_lose_the_image(client):
     exif[0x0112] = 99  # no such orientation
     response = post_raw(client, "/phash/vectorize", {"images": [b64(encode(photo("coffee", 128), "JPEG", exif=exif))]})
     assert response.status_code == 200, response.text
+
+
+def test_client_that_gives_up_mid_body_is_not_an_internal_error(client, modules_url):
+    before = metric_samples(client).get(("deeplens_errors_total", (("kind", "client_disconnect"),)), 0)
+    url = httpx.URL(modules_url)
+    with socket.create_connection((url.host, url.port)) as raw:
+        raw.sendall(b"POST /phash/vectorize HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"images\": [\"")
+    for _ in range(50):  # the server notices the closed connection asynchronously
+        after = metric_samples(client).get(("deeplens_errors_total", (("kind", "client_disconnect"),)), 0)
+        if after > before:
+            break
+        time.sleep(0.1)
+    assert after == before + 1
 
 
 def test_no_internal_errors_and_still_live_and_ready(client):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from elasticsearch import Elasticsearch
+from PIL import Image
 
 from deeplens.samples import jpeg_bytes, sample_photos
 from deeplens.schema.elasticsearch import IMAGES_ALIAS
-from tests.cli import run, run_json
+from tests.cli import run, run_json, uri
 
 pytestmark = [pytest.mark.weaviate, pytest.mark.elasticsearch]
 
@@ -51,6 +52,20 @@ def test_scan_writes_documents_with_vectors_and_removes_deleted_files(es_env, tm
     groups = es.search(index=IMAGES_ALIAS, size=0, aggs={"copies": {"terms": {"field": "content_sha256", "min_doc_count": 2}}})
     [group] = groups["aggregations"]["copies"]["buckets"]
     assert group["doc_count"] == 2
+
+    # The CLI answers the same questions from Elasticsearch.
+    exact = run_json(env, "duplicates", "--exact", "--backend", "elasticsearch")
+    [es_group] = exact["groups"]
+    assert {m["uri"] for m in es_group["members"]} == {uri(folder / "rocket.jpg"), uri(folder / "rocket copy.jpg")}
+    assert exact == run_json(env, "duplicates", "--exact")  # the same answer as Weaviate's
+    near = run_json(env, "duplicates", "--near", "--backend", "elasticsearch")
+    assert [g["kind"] for g in near["groups"]] == ["exact"] and near["total_wasted_bytes"] == exact["total_wasted_bytes"]
+    hits = run_json(env, "search", "--image", str(folder / "coffee.jpg"), "--backend", "elasticsearch")["hits"]
+    assert hits[0]["uri"] == uri(folder / "coffee.jpg") and hits[0]["distance"] < 0.01
+    turned = tmp_path / "turned.jpg"
+    turned.write_bytes(jpeg_bytes(photos["coffee"].transpose(Image.Transpose.ROTATE_90)))
+    near_hits = run_json(env, "search", "--image", str(turned), "--near-dup", "--backend", "elasticsearch")["hits"]
+    assert near_hits[0]["uri"] == uri(folder / "coffee.jpg") and near_hits[0]["hamming_distance"] <= 4
 
     (folder / "rocket copy.jpg").unlink()
     [again] = run_json(env, "scan", "photos")

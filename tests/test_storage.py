@@ -127,6 +127,7 @@ def location(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             lines = ["# DeepLens test list: relative, absolute, raw and percent-encoded lines", ""]
             for i, rel in enumerate(sorted(TREE)):
                 lines.append(quote(rel) if rel == UNICODE_NAME else base + rel if i % 2 else rel)
+            lines.append("dead link.jpg")  # a 404 in the list: absent, like a deleted file
             (folder / "list.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
             uris = {rel: base + quote(rel) for rel in TREE}
             yield Location(protocol, base + "list.txt", {}, env, uris, True, uploaded_at, server)

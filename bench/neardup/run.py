@@ -141,37 +141,133 @@ class PrivateStack:
         return [[Path(m["uri"]).name for m in group["members"]] for group in answer["groups"]]
 
 
-def stored_features(stack: PrivateStack, location: str) -> dict[str, tuple[list[str], np.ndarray]]:
-    """file name -> (pHash dihedral variants, normalised semantic vector), as Weaviate holds them."""
+@dataclass
+class Features:
+    """What near_groups compares, per file of one location, as Weaviate stores it."""
+
+    files: list[str]
+    phash: np.ndarray  # (n, 8, 64) bits: the identity hash first, then its rotations/mirrors
+    semantic: np.ndarray  # (n, dim), L2-normalised
+    keep_order: list[tuple]  # near_groups' _keep_order key of each file
+
+    def index(self) -> dict[str, int]:
+        return {f: i for i, f in enumerate(self.files)}
+
+    def phash_distances(self) -> np.ndarray:
+        """(n, n): smallest Hamming distance between one image's hash and the other's variants,
+        either way round (near_groups queries with every variant and symmetrises the graph)."""
+        n = len(self.files)
+        identity = self.phash[:, 0, :]
+        out = np.empty((n, n), dtype=np.int64)
+        for i in range(n):
+            one_way = (identity[i][None, None, :] != self.phash).sum(-1).min(1)  # i vs variants of j
+            other_way = (self.phash[i][None, :, :] != identity[:, None, :]).sum(-1).min(1)  # variants of i vs j
+            out[i] = np.minimum(one_way, other_way)
+        return out
+
+    def semantic_distances(self) -> np.ndarray:
+        return 1 - self.semantic @ self.semantic.T
+
+
+def stored_features(stack: PrivateStack, location: str) -> Features:
     from deeplens.config import Settings
     from deeplens.connectors.weaviate_client import connect
+    from deeplens.modules.phash import hex_to_bits
     from deeplens.schema.weaviate import IMAGE_COLLECTION, SEMANTIC_VECTOR
 
     env = stack.env
     settings = Settings(data_dir=env["DEEPLENS_DATA_DIR"], weaviate_url=env["DEEPLENS_WEAVIATE_URL"],
                         weaviate_grpc_port=int(env["DEEPLENS_WEAVIATE_GRPC_PORT"]), modules_url=env["DEEPLENS_MODULES_URL"])
     client = connect(settings)
+    rows = []
     try:
         collection = client.collections.use(IMAGE_COLLECTION)
-        out = {}
-        for obj in collection.iterator(include_vector=True, return_properties=["location", "uri", "phash", "phash_dihedral"]):
-            if obj.properties["location"] != location:
-                continue
-            vector = np.asarray(obj.vector[SEMANTIC_VECTOR], dtype=np.float64)
-            out[Path(obj.properties["uri"]).name] = (
-                obj.properties.get("phash_dihedral") or [obj.properties["phash"]], vector / np.linalg.norm(vector)
-            )
-        return out
+        properties = ["location", "uri", "phash", "phash_dihedral", "width", "height", "size_bytes"]
+        for obj in collection.iterator(include_vector=True, return_properties=properties):
+            p = obj.properties
+            if p["location"] == location:
+                rows.append((Path(p["uri"]).name, p, np.asarray(obj.vector[SEMANTIC_VECTOR], dtype=np.float64)))
     finally:
         client.close()
+    rows.sort(key=lambda r: r[0])
+    variants = [list(dict.fromkeys([p["phash"], *(p.get("phash_dihedral") or [])])) for _, p, _ in rows]
+    phash = np.array([[hex_to_bits(v[min(k, len(v) - 1)]) for k in range(8)] for v in variants], dtype=np.uint8)
+    semantic = np.array([v / np.linalg.norm(v) for _, _, v in rows])
+    keep = [(-int(p.get("width") or 0) * int(p.get("height") or 0), -int(p["size_bytes"]), len(p["uri"]), p["uri"])
+            for _, p, _ in rows]
+    return Features([r[0] for r in rows], phash, semantic, keep)
 
 
-def deeplens_distances(features, a: str, b: str) -> tuple[int, float]:
-    """What near_groups compares: smallest pHash distance over b's rotations/mirrors, cosine distance."""
-    from deeplens.modules.phash import hamming
+def simulate_groups(features: Features, ph: np.ndarray, se: np.ndarray, max_distance: int, max_semantic: float,
+                    leaders: str = "keep") -> list[list[str]]:
+    """near_groups' grouping, replayed on the stored features (no database), to try variants:
+    leaders="keep": stars around the best copy first (what near_groups does);
+    leaders="degree": stars around the image with the most near-duplicates first (the copy to
+    keep is then chosen inside the group); leaders="components": connected components."""
+    n = len(features.files)
+    edges = (ph <= max_distance) | ((se <= max_semantic) if max_semantic > 0 else np.zeros_like(ph, dtype=bool))
+    np.fill_diagonal(edges, False)
+    if leaders == "components":
+        seen, groups = set(), []
+        for start in range(n):
+            if start in seen or not edges[start].any():
+                continue
+            stack_, members = [start], []
+            seen.add(start)
+            while stack_:
+                i = stack_.pop()
+                members.append(i)
+                for j in np.flatnonzero(edges[i]):
+                    if j not in seen:
+                        seen.add(j)
+                        stack_.append(j)
+            groups.append([features.files[i] for i in members])
+        return groups
+    degree = edges.sum(1)
+    if leaders == "keep":
+        order = sorted(range(n), key=lambda i: features.keep_order[i])
+    else:
+        order = sorted(range(n), key=lambda i: (-degree[i], features.keep_order[i]))
+    assigned, groups = set(), []
+    for i in order:
+        if i in assigned or not edges[i].any():
+            continue
+        members = [i] + [j for j in np.flatnonzero(edges[i]) if j not in assigned]
+        if len(members) > 1:
+            assigned.update(members)
+            groups.append([features.files[j] for j in members])
+    return groups
 
-    (hashes_a, vec_a), (hashes_b, vec_b) = features[a], features[b]
-    return min(hamming(hashes_a[0], h) for h in hashes_b), float(1 - vec_a @ vec_b)
+
+def trimmed_phashes(folder: Path, files: list[str], tolerance: int = 12) -> np.ndarray:
+    """What-if: pHash (with variants) of each file's scan thumbnail after trimming uniform borders."""
+    import base64
+    import io
+
+    from PIL import Image, ImageChops
+
+    from deeplens.connectors.extract import extract
+    from deeplens.modules.phash import DIHEDRAL, grayscale_grid, hash_bits
+
+    out = []
+    for name in files:
+        thumb = Image.open(io.BytesIO(base64.b64decode(extract((folder / name).read_bytes()).thumbnail))).convert("RGB")
+        out.append([hash_bits(turn(grayscale_grid(trim_border(thumb, tolerance)))) for turn in DIHEDRAL.values()])
+    return np.array(out, dtype=np.uint8)
+
+
+def trim_border(image, tolerance: int = 12):
+    """Crop away rows/columns that match the top-left corner colour within tolerance (letterbox,
+    pillarbox, frames); keeps the image when that would remove more than half of it."""
+    from PIL import Image, ImageChops
+
+    background = Image.new(image.mode, image.size, image.getpixel((0, 0)))
+    diff = ImageChops.difference(image, background).convert("L").point(lambda v: 255 if v > tolerance else 0)
+    box = diff.getbbox()
+    if not box:
+        return image
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return image.crop(box) if area >= image.width * image.height / 2 else image
 
 
 # ---------------------------------------------------------------------------------- imagededup
@@ -229,45 +325,92 @@ def transform_table(results: dict[str, Score]) -> list[str]:
     return lines
 
 
-def distance_table(items: list[Item], features) -> list[str]:
+def distance_table(items: list[Item], features: Features, ph: np.ndarray, se: np.ndarray) -> list[str]:
     """Original-copy distances per transform, and how close the nearest non-copy comes."""
-    originals = {item.cluster: item.file for item in items if item.role == "original"}
+    index = features.index()
+    originals = {item.cluster: index[item.file] for item in items if item.role == "original"}
     per: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for item in items:
-        if item.cluster and item.role != "original" and item.file in features:
-            per[item.role].append(deeplens_distances(features, originals[item.cluster], item.file))
+        if item.cluster and item.role != "original":
+            i, j = originals[item.cluster], index[item.file]
+            per[item.role].append((ph[i, j], se[i, j]))
     lines = ["| original vs copy | pHash median | pHash max | semantic median | semantic max |", "|---|---:|---:|---:|---:|"]
     for transform in ALL_TRANSFORMS:
-        if per[transform]:
-            ph = np.array([d[0] for d in per[transform]])
-            se = np.array([d[1] for d in per[transform]])
-            lines.append(f"| {transform} | {np.median(ph):.0f} | {ph.max()} | {np.median(se):.3f} | {se.max():.3f} |")
-    # Negatives: for every image, its nearest image from another cluster (or any other distractor).
-    cluster_of = {item.file: item.cluster or f"distractor:{item.file}" for item in items}
-    files = [f for f in cluster_of if f in features]
-    nearest_ph, nearest_se = [], []
-    for a in files:
-        others = [deeplens_distances(features, a, b) for b in files if cluster_of[b] != cluster_of[a]]
-        nearest_ph.append(min(d[0] for d in others))
-        nearest_se.append(min(d[1] for d in others))
-    for label, values in (("pHash", nearest_ph), ("semantic", nearest_se)):
-        v = np.array(values)
-        lines.append(f"| nearest non-copy, {label}: min / 1% / 5% / median | "
-                     + " | ".join(f"{x:.3f}" if label == "semantic" else f"{x:.0f}"
-                                  for x in (v.min(), np.percentile(v, 1), np.percentile(v, 5), np.median(v))) + " |")
+        phs = np.array([d[0] for d in per[transform]])
+        ses = np.array([d[1] for d in per[transform]])
+        lines.append(f"| {transform} | {np.median(phs):.0f} | {phs.max()} | {np.median(ses):.3f} | {ses.max():.3f} |")
+    # Negatives: each image's nearest image that is not a copy of it.
+    label = [None] * len(features.files)
+    for item in items:
+        label[index[item.file]] = item.cluster or f"distractor:{item.file}"
+    same = np.array([[a == b for b in label] for a in label])
+    nearest_ph = np.where(same, 10**6, ph).min(1)
+    nearest_se = np.where(same, np.inf, se).min(1)
+    for name, v, fmt in (("pHash", nearest_ph, "{:.0f}"), ("semantic", nearest_se, "{:.3f}")):
+        lines.append(f"| nearest non-copy, {name}: min / 1% / 5% / median | "
+                     + " | ".join(fmt.format(x) for x in (v.min(), np.percentile(v, 1), np.percentile(v, 5), np.median(v))) + " |")
     return lines
 
 
-def false_positive_table(results: dict[str, Score], items: list[Item], features) -> list[str]:
+def kind_of(item: Item) -> str:
+    if item.cluster:
+        return item.cluster.split("-")[0] + " cluster"  # "photo cluster" / "scene cluster"
+    return "distractor " + item.file.split("-")[1]  # tile / other (drawn) / a real image name
+
+
+def false_pair_table(results: dict[str, Score], items: list[Item], features: Features, ph, se) -> list[str]:
+    """False pairs by what they join (one row per pair of clusters/distractors, the closest pair shown)."""
     truth = true_pairs(items)
-    role = {item.file: item.role for item in items}
-    lines = ["| method | false pair | pHash distance | semantic distance |", "|---|---|---:|---:|"]
+    by_file = {item.file: item for item in items}
+    index = features.index()
+    lines = ["| method | false pairs | joins | closest such pair | pHash | semantic |", "|---|---:|---|---|---:|---:|"]
     for name, s in results.items():
-        for pair in sorted(sorted(p) for p in s.predicted - truth)[:12]:
-            a, b = pair
-            ph, se = deeplens_distances(features, a, b) if a in features and b in features else (-1, float("nan"))
-            lines.append(f"| {name} | {a} ({role.get(a)}) ~ {b} ({role.get(b)}) | {ph} | {se:.3f} |")
+        joins: dict[tuple, list] = defaultdict(list)
+        for pair in s.predicted - truth:
+            a, b = sorted(pair)
+            key = tuple(sorted((by_file[a].cluster or a, by_file[b].cluster or b)))
+            joins[key].append((a, b))
+        for key, pairs in sorted(joins.items(), key=lambda kv: -len(kv[1]))[:8]:
+            a, b = min(pairs, key=lambda p: se[index[p[0]], index[p[1]]])
+            i, j = index[a], index[b]
+            lines.append(f"| {name} | {len(pairs)} | {' ~ '.join(key)} | {a} ~ {b} | {ph[i, j]} | {se[i, j]:.3f} |")
+        if len(joins) > 8:
+            lines.append(f"| {name} | {sum(len(p) for k, p in joins.items()) - sum(len(p) for k, p in sorted(joins.items(), key=lambda kv: -len(kv[1]))[:8])} | {len(joins) - 8} more joins | | | |")
     return lines
+
+
+def what_if(by_split, features, images: Path, defaults, tuned, results) -> dict:
+    """Replay near_groups on the stored features to test changes without the database."""
+    matrices = {split: (features[split].phash_distances(), features[split].semantic_distances()) for split in dataset.SPLITS}
+    trimmed = {}
+    for split in dataset.SPLITS:
+        f = features[split]
+        tf = Features(f.files, trimmed_phashes(images / split, f.files), f.semantic, f.keep_order)
+        trimmed[split] = (tf, (tf.phash_distances(), matrices[split][1]))
+    grid = [(md, round(sd, 2)) for md in range(4, 17) for sd in [0.0, *np.arange(0.05, 0.2501, 0.01)]]
+    lines = ["| grouping | pHash of | tuned (max_distance, max_semantic) | test precision | test recall | test F1 |"
+             " | F1 at defaults |", "|---|---|---|---:|---:|---:|---|---:|"]
+    replay_check = []
+    for leaders in ("keep", "degree", "components"):
+        for hashed, source in (("thumbnail", {s: (features[s], matrices[s]) for s in dataset.SPLITS}),
+                               ("trimmed thumbnail", trimmed)):
+            def run(split, md, sd):
+                f, (ph, se) = source[split]
+                return score(group_pairs(simulate_groups(f, ph, se, md, sd, leaders)), by_split[split])
+            best = max(grid, key=lambda k: (round(run("tune", *k).f1, 6), -k[0], -k[1]))
+            s = run("test", *best)
+            at_defaults = run("test", *defaults)
+            if leaders == "keep" and hashed == "thumbnail":
+                replay_check = [run("test", *defaults).f1, run("test", *tuned).f1]
+            label = {"keep": "stars around the kept copy (near_groups now)",
+                     "degree": "stars around the most-connected image",
+                     "components": "connected components"}[leaders]
+            lines.append(f"| {label} | {hashed} | {best} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | "
+                         f"| {at_defaults.f1:.3f} |")
+    actual = [v.f1 for k, v in results.items() if k.startswith("DeepLens")][:2]
+    lines += ["", f"Replay check: near_groups replayed at defaults / tuned gives F1 {replay_check[0]:.3f} / "
+              f"{replay_check[1]:.3f}; the CLI gave {actual[0]:.3f} / {actual[1]:.3f}."]
+    return {"lines": lines, "test_matrices": matrices["test"]}
 
 
 def main() -> None:
@@ -320,7 +463,12 @@ def main() -> None:
                 "DeepLens pHash only (tuned bits, semantic 0)": score(group_pairs(stack.near_groups("test", tuned[0], 0)), test),
             }
             timings["DeepLens test runs"] = time.perf_counter() - t
-            features = stored_features(stack, "test")
+            features = {split: stored_features(stack, split) for split in dataset.SPLITS}
+
+        t = time.perf_counter()
+        whatif = what_if(by_split, features, images, (DEFAULT_MAX_DISTANCE, DEFAULT_MAX_SEMANTIC_DISTANCE),
+                         tuned, results)
+        timings["what-if analysis (no database)"] = time.perf_counter() - t
 
         t = time.perf_counter()
         results["imagededup PHash (10)"] = score(imagededup_phash(images / "test"), test)
@@ -349,8 +497,14 @@ def main() -> None:
             "", "### Test split: pairwise precision / recall / F1", "", *overall_table(results),
             "", "### Test split: recall per transform (original-copy pair predicted)", "", *transform_table(results),
             "", "### Test split: DeepLens distances (what near_groups compares; pHash = min over rotations/mirrors)",
-            "", *distance_table(test, features),
-            "", "### Test split: false pairs (first 12 per method)", "", *false_positive_table(results, test, features),
+            "", *distance_table(test, features["test"], *whatif["test_matrices"]),
+            "", "### Test split: false pairs, by what they join", "",
+            *false_pair_table({k: v for k, v in results.items() if k.startswith("DeepLens")}, test, features["test"],
+                              *whatif["test_matrices"]),
+            "", "### What-if (replayed on the stored pHashes/embeddings, no database): grouping and border trimming",
+            "", "Each variant's thresholds are the best F1 on `tune` (max_distance 4..16, max_semantic 0..0.25 "
+            "step 0.01), then scored on `test`. The first row replays near_groups as it is, as a check "
+            "against the CLI numbers above.", "", *whatif["lines"],
             "", "### Timings", "", "| step | seconds |", "|---|---:|",
             *[f"| {k} | {v:.0f} |" for k, v in timings.items()]]
     print("\n".join(out))

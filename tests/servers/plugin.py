@@ -59,7 +59,7 @@ class StorageServer:
         return f"{self.url.rstrip('/')}/{name}"
 
 
-def _record(name: str, proc: ServerProcess | None, started: float) -> float:
+def _record(name: str, started: float) -> float:
     seconds = time.monotonic() - started
     _START_TIMES[name] = seconds
     return seconds
@@ -124,7 +124,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServe
         fs.rm("deeplens-test/.ready")
         yield StorageServer("s3", "s3://deeplens-test", {"endpoint_url": endpoint, "key": access_key},
                             {"secret": secret_key}, port=ports["s3"],
-                            start_seconds=_record("s3", proc, started))
+                            start_seconds=_record("s3", started))
     finally:
         proc.stop()
 
@@ -171,7 +171,7 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSer
         proc.wait_port(HOST, port, timeout=20)
         yield StorageServer("sftp", f"sftp://{HOST}:{port}{data}",
                             {"username": user, "key_filename": str(client_key)}, {"passphrase": passphrase},
-                            port=port, start_seconds=_record("sftp (sshd)", proc, started))
+                            port=port, start_seconds=_record("sftp (sshd)", started))
     finally:
         proc.stop()
 
@@ -205,7 +205,7 @@ def _asyncssh_server(root: Path, data: Path, passphrase: str) -> Iterator[Storag
     try:
         yield StorageServer("sftp", f"sftp://{HOST}:{port}{data}",
                             {"username": user, "key_filename": str(root / "client_key")}, {"passphrase": passphrase},
-                            port=port, start_seconds=_record("sftp (asyncssh)", None, started))
+                            port=port, start_seconds=_record("sftp (asyncssh)", started))
     finally:
         async def shutdown() -> None:
             listener.close()
@@ -295,7 +295,7 @@ def smb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServ
 
         _retry("logging in", login, timeout=30, proc=proc)
         yield StorageServer("smb", f"smb://{HOST}:{port}/deeplens", {"username": "root"}, {"password": password},
-                            port=port, start_seconds=_record("smb", proc, started), local_dir=share)
+                            port=port, start_seconds=_record("smb", started), local_dir=share)
     finally:
         smbclient.reset_connection_cache(fail_on_error=False)
         proc.stop()
@@ -321,7 +321,7 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSer
     try:
         proc.wait_port(HOST, port, timeout=20)
         yield StorageServer("http", f"http://{HOST}:{port}/", {}, {}, port=port,
-                            start_seconds=_record("http", proc, started), local_dir=www)
+                            start_seconds=_record("http", started), local_dir=www)
     finally:
         proc.stop()
 
@@ -359,7 +359,7 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage
         fs = adlfs.AzureBlobFileSystem(connection_string=conn, skip_instance_cache=True)
         _retry("creating the test container", lambda: fs.mkdir("deeplens-test"), timeout=30, proc=proc)
         yield StorageServer("az", "az://deeplens-test", {}, {"connection_string": conn}, port=port,
-                            start_seconds=_record("azurite", proc, started))
+                            start_seconds=_record("azurite", started))
     finally:
         proc.stop()
 
@@ -392,6 +392,6 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServ
         fs = gcsfs.GCSFileSystem(**options, skip_instance_cache=True)
         _retry("creating the test bucket", lambda: fs.mkdir("deeplens-test"), timeout=20, proc=proc)
         yield StorageServer("gs", "gs://deeplens-test", options, {}, port=port,
-                            start_seconds=_record("gcs", proc, started))
+                            start_seconds=_record("gcs", started))
     finally:
         proc.stop()
