@@ -24,6 +24,8 @@ from deeplens.schema.weaviate import IMAGE_COLLECTION, SchemaConflict, apply_sch
 from weaviate.exceptions import WeaviateQueryError
 
 console = Console(stderr=True)
+# Tables go to stdout; when it is a pipe or file, do not cut them to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _settings() -> Settings:
@@ -139,7 +141,7 @@ def storage_list(as_json: bool) -> None:
         brief = _scan_brief(loc)
         last = f"{brief['finished_at']}: {brief['new']} new, {brief['errors']} errors" if brief else "never"
         table.add_row(loc.name, loc.url, ", ".join(loc.include), ", ".join(loc.exclude), last)
-    Console().print(table)
+    out.print(table)
 
 
 def _scan_brief(location: StorageLocation) -> dict | None:
@@ -210,7 +212,7 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
     for s in summaries:
         table.add_row(s.location, str(s.new), str(s.changed), str(s.unchanged), str(s.deleted),
                       str(s.skipped_not_images), str(s.errors), f"{s.bytes_read / 1e6:.1f}", f"{s.images_per_second:.1f}")
-    Console().print(table)
+    out.print(table)
     if any(s.errors for s in summaries):
         click.echo("Some files could not be indexed; see `deeplens scan --errors NAME`.", err=True)
 
@@ -275,7 +277,7 @@ def search_command(image, text, limit, locations, near_dup, max_distance, as_jso
     table = Table(score, "location", "uri", "size", "width x height")
     for hit in hits:
         table.add_row(str(hit[score]), hit["location"], hit["uri"], str(hit["size_bytes"]), f"{hit['width']}x{hit['height']}")
-    Console().print(table)
+    out.print(table)
 
 
 @click.command("duplicates")
@@ -356,7 +358,7 @@ def stats_command(as_json: bool) -> None:
     table = Table("location", "images", "size", "exact-duplicate bytes")
     for r in result:
         table.add_row(r["location"], str(r["images"]), _size(r["bytes"]), _size(r["duplicate_bytes"]))
-    Console().print(table)
+    out.print(table)
 
 
 def _size(n: int) -> str:

@@ -40,7 +40,6 @@ import email.utils
 import errno
 import logging
 import os
-import posixpath
 import re
 import socket
 import time
@@ -467,12 +466,10 @@ def list_objects(
     except Exception as exc:  # noqa: BLE001
         raise _storage_error(exc, path=root, action="listing", fs=fs) from exc
     prefix = root.rstrip("/") + "/" if root not in ("", "/") else "/"
-    for name in sorted(found):
-        info = found[name]
+    for full in sorted(found):
+        info = found[full]
         if info.get("type", "file") != "file":
             continue
-        full = info.get("name", name)
-        full = full if full.startswith("/") or not name.startswith("/") else name
         rel = _relative(full, root, prefix)
         if not rel or rel.endswith("/") or not wanted(rel):
             continue

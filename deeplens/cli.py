@@ -89,6 +89,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "weaviate_url": settings.weaviate_url,
         "weaviate_version": _weaviate_server_version(settings.weaviate_url),
         "modules_url": settings.modules_url,
+        "modules": _modules_meta(settings.modules_url),
         "es_url": settings.es_url,
         "services": rows,
     }
@@ -97,7 +98,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"data dir:   {info['data_dir']}")
     click.echo(f"weaviate:   {info['weaviate_url']} (server version: {info['weaviate_version'] or 'not reachable'})")
-    click.echo(f"modules:    {info['modules_url']}")
+    modules = info["modules"]
+    modules_text = (f"version {modules['version']}, profile {modules['profile']}, "
+                    f"{modules['models']['semantic']['model']}" if modules else "not reachable")
+    click.echo(f"modules:    {info['modules_url']} ({modules_text})")
     click.echo(f"es:         {info['es_url'] or 'not configured'}")
     if not rows:
         click.echo("No services started from this data dir. Start them with `deeplens up`.")
@@ -106,6 +110,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  {row['name']:<10} {health:<20} pid={row['pid']}  {row['ready_url']}")
     if rows and not all(row["ready"] for row in rows):
         sys.exit(1)
+
+
+def _modules_meta(url: str) -> dict | None:
+    try:
+        return httpx.get(f"{url}/meta", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def _weaviate_server_version(url: str) -> str | None:

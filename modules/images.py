@@ -28,6 +28,9 @@ def decode_base64(text: str) -> bytes:
         raise BadImage("image must be a base64 string")
     if text.startswith("data:"):  # data URLs are common from browsers and Kibana
         text = text.partition(",")[2]
+    # Line-wrapped base64 (the `base64` command, Python's encodebytes) is what scripts calling the
+    # features and ES APIs often send; whitespace is dropped, anything else outside the alphabet is an error.
+    text = "".join(text.split())
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -231,6 +231,16 @@ def test_features_subset(client):
     json_error(post_raw(client, "/v1/features", {"images": [item], "features": ["colour"]}), 422)
 
 
+def test_line_wrapped_base64_and_data_urls(client):
+    data = encode(photo("coffee", 200), "PNG")
+    wrapped = base64.encodebytes(data).decode()  # 76-column lines, like the `base64` command
+    assert "\n" in wrapped
+    expected = imagehash_bits(photo("coffee", 200))
+    for text in (wrapped, f"data:image/png;base64,{b64(data)}"):
+        [result] = post_raw(client, "/v1/features", {"images": [{"data": text}], "features": ["phash"]}).json()["results"]
+        assert result["phash"]["bits"] == expected
+
+
 def test_es_custom_inference_contract(client):
     images = [b64(encode(photo(name, 256))) for name in PHOTOS[:3]]
     semantic = post_raw(client, "/v1/es/semantic/embeddings", {"input": images}).json()

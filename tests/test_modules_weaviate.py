@@ -129,3 +129,4 @@ def test_img2vec_neural_module(client: weaviate_lib.WeaviateClient):
         assert len(obj.vector["neural"]) == 1280
     finally:
         client.collections.delete(name)
+

@@ -235,7 +235,7 @@ class TestEveryProtocol:
 def test_unreachable_port(protocol: str) -> None:
     port = free_port()  # nothing listens there
     url, options = {
-        "s3": (f"s3://bucket", {"endpoint_url": f"http://127.0.0.1:{port}", "key": "k", "secret": "s"}),
+        "s3": ("s3://bucket", {"endpoint_url": f"http://127.0.0.1:{port}", "key": "k", "secret": "s"}),
         "sftp": (f"sftp://127.0.0.1:{port}/data", {"username": "u", "password": "p"}),
         "smb": (f"smb://127.0.0.1:{port}/share", {"username": "u", "password": "p"}),
         "http": (f"http://127.0.0.1:{port}/list.txt", {}),
@@ -358,6 +358,16 @@ def test_local_missing_path_and_file_root(tmp_path: Path) -> None:
     (tmp_path / "x.jpg").write_bytes(b"x")
     with pytest.raises(StorageConfigError, match="is a file, not a folder"):
         check_reachable(f"file://{tmp_path}/x.jpg", {}, {})
+
+
+def test_dotted_credential_names_reach_nested_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPLENS_TEST_HTTP_TOKEN", "Bearer t0ken")
+    options = {"client_kwargs": {"headers": {"User-Agent": "deeplens"}}}
+    fs, root = open_location("https://example.invalid/images/list.txt", options,
+                             {"client_kwargs.headers.Authorization": "DEEPLENS_TEST_HTTP_TOKEN"})
+    assert fs.client_kwargs["headers"] == {"User-Agent": "deeplens", "Authorization": "Bearer t0ken"}
+    assert options == {"client_kwargs": {"headers": {"User-Agent": "deeplens"}}}  # not modified
+    assert root == "https://example.invalid/images/list.txt"
 
 
 def test_secrets_never_in_repr_or_messages(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ server is not installed. Recipes and pitfalls: shared/TESTING-SERVERS.md.
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import json
 import os
 import secrets
@@ -307,9 +308,7 @@ def smb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServ
 @pytest.fixture(scope="session")
 def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServer]:
     """`python -m RangeHTTPServer` (http.server with Range support) publishing a temp folder."""
-    try:
-        import RangeHTTPServer  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("RangeHTTPServer") is None:
         pytest.skip("rangehttpserver is not installed: pip install rangehttpserver")
     root = tmp_path_factory.mktemp("http")
     www = root / "www"
