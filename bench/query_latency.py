@@ -86,6 +86,44 @@ def proc_status(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each process used during a `with` block, and the wall time."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+
+    def __enter__(self):
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+
+    def summary(self) -> dict:
+        return {"wall_s": self.wall, **{f"{name}_cpu_s": used for name, used in self.used.items()}}
+
+
+def module_images(modules: httpx.Client) -> dict[str, float]:
+    """deeplens_images_total by route, from the module server's /metrics."""
+    out = {}
+    for line in modules.get("/metrics").text.splitlines():
+        if line.startswith("deeplens_images_total{"):
+            route = line.split('route="', 1)[1].split('"', 1)[0]
+            out[route] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def stack_pids(data_dir: Path) -> dict[str, int]:
     return {p.stem: json.loads(p.read_text())["pid"] for p in sorted((data_dir / "run").glob("*.json"))}
 
@@ -203,19 +241,43 @@ class SyntheticMaker:
         return objects
 
 
-def insert_synthetic(collection, maker: SyntheticMaker, count: int, chunk: int = 1000) -> float:
+def insert_synthetic(collection, maker: SyntheticMaker, count: int, chunk: int = 500, parallel: int = 3) -> float:
+    """insert_many (gRPC batch) in chunks, `parallel` requests in flight."""
     started = time.perf_counter()
     done = 0
-    while done < count:
-        n = min(chunk, count - done)
-        result = collection.data.insert_many(maker.chunk(n))
+
+    def send(objects):
+        result = collection.data.insert_many(objects)
         if result.has_errors:
             first = next(iter(result.errors.values()))
             raise SystemExit(f"synthetic insert failed ({len(result.errors)} errors), e.g. {first.message}")
-        done += n
-        print(f"  inserted {done}/{count} synthetic objects", file=sys.stderr, end="\r")
-    print(file=sys.stderr)
+        return len(objects)
+
+    with ThreadPoolExecutor(parallel) as pool:
+        pending = []
+        made = 0
+        while made < count:
+            n = min(chunk, count - made)
+            pending.append(pool.submit(send, maker.chunk(n)))
+            made += n
+            while len(pending) > parallel * 2:
+                done += pending.pop(0).result()
+                print(f"  inserted {done}/{count} synthetic objects", file=sys.stderr, end="\r")
+        for future in pending:
+            done += future.result()
+    print(f"  inserted {done}/{count} synthetic objects", file=sys.stderr)
     return time.perf_counter() - started
+
+
+def machine_load() -> dict:
+    """Load average and CPU pressure (PSI 'some' avg60: share of time runnable tasks waited for a CPU)."""
+    out = {"loadavg1": os.getloadavg()[0]}
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        out["cpu_pressure_avg60"] = float(some.split("avg60=")[1].split()[0])
+    except (FileNotFoundError, IndexError):
+        pass
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -326,6 +388,7 @@ def main() -> None:
 def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], sizes: list[int]) -> dict:
     client = connect(settings)
     pids = stack_pids(settings.data_dir)
+    meter_pids = {**pids, "benchmark": os.getpid()}
     report: dict = {"sizes": {}, "pids": pids}
     try:
         apply_schema(client, settings.modules_url)
@@ -340,22 +403,28 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
         dim = len(probe.vector[SEMANTIC_VECTOR])
         report["semantic_dim"] = dim
         maker = SyntheticMaker(dim)
+        modules = httpx.Client(base_url=settings.modules_url, timeout=60)
         query_bytes = [f.read_bytes() for f in files]
         rng = random.Random(1)
         queries = [query_bytes[rng.randrange(len(query_bytes))] for _ in range(args.queries)]
         big = jpeg_bytes(synthetic_image(12345, (4032, 3024)))  # a 12 MP phone photo
-        modules = httpx.Client(base_url=settings.modules_url, timeout=60)
-
         for size in sizes:
             have = collection.aggregate.over_all(total_count=True).total_count
-            insert_s = insert_synthetic(collection, maker, size - have) if size > have else 0.0
+            vectorized_before = module_images(modules)
+            with CpuMeter(meter_pids) as insert_cpu:
+                insert_s = insert_synthetic(collection, maker, size - have) if size > have else 0.0
+            vectorized_after = module_images(modules)
             total = collection.aggregate.over_all(total_count=True).total_count
             print(f"size {total}: measuring", file=sys.stderr)
             row: dict = {"images": total, "real": summary["new"], "synthetic": total - summary["new"],
-                         "insert_s": insert_s, "insert_per_s": (size - have) / insert_s if insert_s else None}
+                         "insert_s": insert_s, "insert_per_s": (size - have) / insert_s if insert_s else None,
+                         "insert_cpu": insert_cpu.summary(),
+                         "insert_module_images": sum(vectorized_after.values()) - sum(vectorized_before.values())}
 
             # search --image (semantic), the whole connector path
-            row["search_image"] = pct(timed(lambda d: search_image(client, d, settings.modules_url), queries))
+            with CpuMeter(meter_pids) as search_cpu:
+                row["search_image"] = pct(timed(lambda d: search_image(client, d, settings.modules_url), queries))
+            row["search_image_cpu"] = search_cpu.summary()
             row["search_image_12mp"] = pct(timed(lambda d: search_image(client, d, settings.modules_url),
                                                  [big] * min(20, args.queries)))
             # ... and its parts, on the same queries
@@ -409,7 +478,7 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
 
             # duplicates (exact)
             exact_runs = []
-            for _ in range(5):
+            for _ in range(5 if total <= 20_000 else 3):
                 started = time.perf_counter()
                 groups = dup.exact_groups(client)
                 exact_runs.append(time.perf_counter() - started)
@@ -427,7 +496,9 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
                     for o in collection.iterator(return_properties=dup.MEMBER_PROPERTIES) if o.properties.get("phash")]
             row["near_iterate_s"] = time.perf_counter() - started
             sample = random.Random(size).sample(rows, min(args.near_sample, len(rows)))
-            seconds, sent = neighbours_sample(collection, sample, NEAR_WORKERS)
+            with CpuMeter(meter_pids) as near_cpu:
+                seconds, sent = neighbours_sample(collection, sample, NEAR_WORKERS)
+            row["near_sample_cpu"] = near_cpu.summary()
             row["near_sample"] = {"images": len(sample), "seconds": seconds, "queries": sent,
                                   "images_per_s": len(sample) / seconds, "queries_per_s": sent / seconds}
             row["near_estimate_s"] = row["near_iterate_s"] + len(rows) / (len(sample) / seconds)
@@ -436,6 +507,7 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
                 near = dup.near_groups(client)
                 row["near_full_s"] = time.perf_counter() - started
                 row["near_groups"] = len(near)
+            row["load"] = machine_load()
             row["rss"] = {name: proc_status(pid) for name, pid in pids.items()}
             row["rss"]["benchmark"] = proc_status(os.getpid())
             report["sizes"][total] = row
@@ -478,7 +550,7 @@ def print_report(args, report: dict) -> None:
         line("`search --text` (search_text)" + (" (random weights)" if args.random_weights else ""), "search_text")
     else:
         print("| `search --text` | " + " | ".join("n/a: offline profile has no text model" for _ in sizes) + " |")
-    line("`duplicates` exact (exact_groups), 5 runs", "exact")
+    line("`duplicates` exact (exact_groups), 5 runs (3 above 20k)", "exact")
     print()
     print("Parts of `search --image` (same queries, measured separately; ms p50 / p95 / p99):\n")
     print(header)
@@ -508,6 +580,23 @@ def print_report(args, report: dict) -> None:
          lambda r: f"{r['near_sample']['images']}, {r['near_sample']['queries_per_s']:.0f}")
     cell("near: full near_groups (s), groups", lambda r: f"{r['near_full_s']:.0f}, {r['near_groups']:,}" if "near_full_s" in r else "not run")
     cell("near: EXTRAPOLATED near_groups from the sample (s)", lambda r: f"{r['near_estimate_s']:.0f} (~{r['near_estimate_s'] / 60:.1f} min)")
+    def cpu(key):
+        def fmt(r):
+            c = r.get(key)
+            if not c:
+                return "-"
+            return (f"{c['wall_s']:.1f} s wall: weaviate {c.get('weaviate_cpu_s', 0):.1f}, modules "
+                    f"{c.get('modules_cpu_s', 0):.1f}, benchmark {c.get('benchmark_cpu_s', 0):.1f} CPU s")
+        return fmt
+
+    cell("CPU during synthetic insert", cpu("insert_cpu"))
+    cell("module images vectorized during synthetic insert (expect 0)", lambda r: f"{r['insert_module_images']:.0f}")
+    cell("CPU during `search --image` queries", cpu("search_image_cpu"))
+    cell("CPU during near sample", cpu("near_sample_cpu"))
+    cell("CPU per `search --image` query, all processes (ms)", lambda r: "%.0f" % (1000 * sum(
+        v for k, v in r["search_image_cpu"].items() if k.endswith("_cpu_s")) / (r["search_image"]["n"] + 3)))
+    cell("machine load at the end of the step (loadavg 1 min; CPU pressure avg60 %)",
+         lambda r: f"{r['load']['loadavg1']:.1f}; {r['load'].get('cpu_pressure_avg60', float('nan')):.0f}%")
     for name in ("weaviate", "modules", "benchmark"):
         cell(f"peak RSS {name} (MB, VmHWM)", lambda r, n=name: f"{r['rss'].get(n, {}).get('VmHWM', float('nan')):.0f}")
 

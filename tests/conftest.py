@@ -20,7 +20,7 @@ from deeplens.stack import (
 )
 from deeplens.weaviate_binary import resolve_weaviate_binary
 
-pytest_plugins = ["tests.esnode.plugin"]
+pytest_plugins = ["tests.esnode.plugin", "tests.servers.plugin"]
 
 
 @dataclass(frozen=True)

@@ -387,9 +387,10 @@ def what_if(by_split, features, images: Path, defaults, tuned, results) -> dict:
         f = features[split]
         tf = Features(f.files, trimmed_phashes(images / split, f.files), f.semantic, f.keep_order)
         trimmed[split] = (tf, (tf.phash_distances(), matrices[split][1]))
-    grid = [(md, round(sd, 2)) for md in range(4, 17) for sd in [0.0, *np.arange(0.05, 0.2501, 0.01)]]
-    lines = ["| grouping | pHash of | tuned (max_distance, max_semantic) | test precision | test recall | test F1 |"
-             " | F1 at defaults |", "|---|---|---|---:|---:|---:|---|---:|"]
+    grid = [(md, round(float(sd), 2)) for md in range(4, 17) for sd in [0.0, *np.arange(0.05, 0.2501, 0.01)]]
+    lines = ["| grouping | pHash of | tuned on tune (max_distance, max_semantic) | test precision | test recall | test F1 |"
+             f" test F1 at defaults {tuple(defaults)} |", "|---|---|---|---:|---:|---:|---:|"]
+    per_transform: dict[str, Score] = {}
     replay_check = []
     for leaders in ("keep", "degree", "components"):
         for hashed, source in (("thumbnail", {s: (features[s], matrices[s]) for s in dataset.SPLITS}),
@@ -406,10 +407,14 @@ def what_if(by_split, features, images: Path, defaults, tuned, results) -> dict:
                      "degree": "stars around the most-connected image",
                      "components": "connected components"}[leaders]
             lines.append(f"| {label} | {hashed} | {best} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | "
-                         f"| {at_defaults.f1:.3f} |")
+                         f"{at_defaults.f1:.3f} |")
+            if leaders == "degree":
+                per_transform[f"replay: most-connected stars, {hashed} pHash, {best}"] = s
     actual = [v.f1 for k, v in results.items() if k.startswith("DeepLens")][:2]
     lines += ["", f"Replay check: near_groups replayed at defaults / tuned gives F1 {replay_check[0]:.3f} / "
-              f"{replay_check[1]:.3f}; the CLI gave {actual[0]:.3f} / {actual[1]:.3f}."]
+              f"{replay_check[1]:.3f}; the CLI gave {actual[0]:.3f} / {actual[1]:.3f}.",
+              "", "Recall per transform of the most-connected-star variants (test, tuned):", "",
+              *transform_table(per_transform)]
     return {"lines": lines, "test_matrices": matrices["test"]}
 
 
