@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -372,7 +373,23 @@ def main() -> None:
         files = write_real_images(photos, args.real)
         print(f"wrote {len(files)} real JPEGs", file=sys.stderr)
         started = time.perf_counter()
-        deeplens(env, "up")
+        for attempt in range(3):
+            # Free ports are picked before the servers bind them; on a busy machine another process can
+            # take one in between ("address already in use"). Start over with fresh ports then.
+            result = subprocess.run([sys.executable, "-m", "deeplens", "up"], env=env, capture_output=True, text=True)
+            if not result.returncode:
+                break
+            if attempt == 2 or "already in use" not in result.stderr + result.stdout:
+                raise SystemExit(f"deeplens up failed:\n{result.stderr}")
+            print("port taken during start-up; retrying with other ports", file=sys.stderr)
+            deeplens(env, "down")
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+            settings = settings.model_copy(update={
+                "weaviate_url": f"http://127.0.0.1:{free_port()}", "weaviate_grpc_port": free_port(),
+                "modules_url": f"http://127.0.0.1:{free_port()}"})
+            env.update(DEEPLENS_WEAVIATE_URL=settings.weaviate_url,
+                       DEEPLENS_WEAVIATE_GRPC_PORT=str(settings.weaviate_grpc_port),
+                       DEEPLENS_MODULES_URL=settings.modules_url)
         startup_s = time.perf_counter() - started
         try:
             report = run(args, settings, env, photos, files, sizes)

@@ -10,7 +10,6 @@ import time
 import zlib
 
 import httpx
-import imagehash
 import numpy as np
 import pytest
 from PIL import Image
