@@ -12,7 +12,7 @@ import torch
 
 from deeplens.modules import phash
 from deeplens.modules.batching import DynamicBatcher
-from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image
+from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image, trim_borders
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import SemanticModel
 
@@ -74,13 +74,15 @@ class Engine:
 
     def _analyse(self, data: bytes, features: frozenset[str]) -> Analysis:
         decoded = open_image(data, self.config.max_pixels, draft_to=self.draft_size)
+        # Hashes and embeddings describe the picture, not the bars a letterboxed copy added.
+        content = trim_borders(decoded.image)
         result = Analysis()
         if "phash" in features:
-            result.phash_bits = phash.phash_bits(decoded.image)
+            result.phash_bits = phash.phash_bits(content)
         if "dihedral" in features:
-            result.dihedral = phash.dihedral_hashes(decoded.image)
+            result.dihedral = phash.dihedral_hashes(content)
         if "semantic" in features:
-            result.pixels = self.model.preprocess(decoded.image)
+            result.pixels = self.model.preprocess(content)
         if "info" in features:
             result.info = {"width": decoded.width, "height": decoded.height, "format": decoded.format}
         return result

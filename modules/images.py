@@ -130,3 +130,35 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+# Letterbox/pillarbox bars: edge rows or columns whose pixels barely vary. Trimmed before hashing
+# and embedding, so a copy with added borders looks like its original. Never more than this share
+# of a side, so a photo with a plain sky keeps most of it.
+BORDER_MAX_STD = 6.0
+BORDER_MAX_SHARE = 0.35
+
+
+def trim_borders(image: Image.Image) -> Image.Image:
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    height, width = gray.shape
+    if height < 8 or width < 8:
+        return image
+
+    def uniform_run(lines: np.ndarray, limit: int) -> int:
+        # Lines (rows or columns, from the edge inwards) that are flat and of the edge's colour.
+        edge_value = float(np.median(lines[0]))
+        count = 0
+        for line in lines[:limit]:
+            if line.std() > BORDER_MAX_STD or abs(float(line.mean()) - edge_value) > BORDER_MAX_STD:
+                break
+            count += 1
+        return count
+
+    top = uniform_run(gray, int(height * BORDER_MAX_SHARE))
+    bottom = uniform_run(gray[::-1], int(height * BORDER_MAX_SHARE))
+    left = uniform_run(gray.T, int(width * BORDER_MAX_SHARE))
+    right = uniform_run(gray.T[::-1], int(width * BORDER_MAX_SHARE))
+    if top + bottom + left + right == 0:
+        return image
+    return image.crop((left, top, width - right, height - bottom))

@@ -2,7 +2,8 @@
 
 Bit order: bit i is row i // 8, column i % 8 of the 8x8 low-frequency DCT block (row-major);
 the hex form is those 64 bits most-significant first, so vector[0] is the top bit of hex[0].
-That makes the hex identical to `str(imagehash.phash(image))`.
+That makes the hex identical to `str(imagehash.phash(image))`. The module server hashes the image
+after trimming uniform borders (images.trim_borders), so letterboxed copies hash like their original.
 
 Dihedral variants: the hash of the image turned by 90/180/270 degrees and mirrored. Stored
 documents keep only the identity hash; a search asks for all eight, so a rotated or flipped copy
