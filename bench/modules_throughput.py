@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32", help="requests in flight, comma-separated")
     parser.add_argument("--endpoints", default="phash,semantic")
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     concurrencies = [int(c) for c in args.concurrency.split(",")]

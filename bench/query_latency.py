@@ -26,7 +26,6 @@ server and this process.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -45,7 +44,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import weaviate.classes as wvc
-from PIL import Image
 from weaviate.classes.query import MetadataQuery
 
 from deeplens.config import Settings
@@ -391,9 +389,16 @@ def main() -> None:
                        DEEPLENS_WEAVIATE_GRPC_PORT=str(settings.weaviate_grpc_port),
                        DEEPLENS_MODULES_URL=settings.modules_url)
         startup_s = time.perf_counter() - started
+        report: dict = {"sizes": {}}
         try:
-            report = run(args, settings, env, photos, files, sizes)
+            run(args, settings, env, photos, files, sizes, report)
             report["startup_s"] = startup_s
+        except BaseException:
+            if report["sizes"]:  # print what was measured before the failure
+                report["startup_s"] = startup_s
+                report["total_s"] = time.perf_counter() - bench_started
+                print_report(args, report)
+            raise
         finally:
             deeplens(env, "down")
     report["total_s"] = time.perf_counter() - bench_started
@@ -402,11 +407,11 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=2))
 
 
-def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], sizes: list[int]) -> dict:
+def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], sizes: list[int], report: dict) -> None:
     client = connect(settings)
     pids = stack_pids(settings.data_dir)
     meter_pids = {**pids, "benchmark": os.getpid()}
-    report: dict = {"sizes": {}, "pids": pids}
+    report["pids"] = pids
     try:
         apply_schema(client, settings.modules_url)
         collection = client.collections.use(IMAGE_COLLECTION)
@@ -512,15 +517,25 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
             exact_runs = []
             for _ in range(5 if total <= 20_000 else 3):
                 started = time.perf_counter()
-                groups = dup.exact_groups(client)
+                try:
+                    groups = dup.exact_groups(client)
+                except Exception as exc:  # noqa: BLE001 - a failing query is a result here
+                    row["exact_error"] = f"{type(exc).__name__} after {time.perf_counter() - started:.0f} s: " + (
+                        "DEADLINE_EXCEEDED" if "DEADLINE_EXCEEDED" in str(exc) else str(exc).splitlines()[0][:120])
+                    break
                 exact_runs.append(time.perf_counter() - started)
-            row["exact"] = pct(exact_runs)
-            row["exact_groups"] = len(groups)
+            if exact_runs:
+                row["exact"] = pct(exact_runs)
+                row["exact_groups"] = len(groups)
             started = time.perf_counter()
-            aggregate = collection.aggregate.over_all(
-                group_by=wvc.aggregate.GroupByAggregate(prop="content_sha256", limit=1_000_000), total_count=True)
-            row["exact_part_aggregate_s"] = time.perf_counter() - started
-            row["exact_aggregate_groups_returned"] = len(aggregate.groups)
+            try:
+                aggregate = collection.aggregate.over_all(
+                    group_by=wvc.aggregate.GroupByAggregate(prop="content_sha256", limit=1_000_000), total_count=True)
+                row["exact_part_aggregate_s"] = time.perf_counter() - started
+                row["exact_aggregate_groups_returned"] = len(aggregate.groups)
+            except Exception as exc:  # noqa: BLE001
+                row["exact_part_aggregate_s"] = time.perf_counter() - started
+                row["exact_aggregate_groups_returned"] = f"failed ({type(exc).__name__})"
             started = time.perf_counter()
             counts: dict[str, int] = {}
             for obj in collection.iterator(return_properties=["content_sha256"]):
@@ -554,7 +569,6 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
         modules.close()
     finally:
         client.close()
-    return report
 
 
 def print_report(args, report: dict) -> None:
@@ -579,7 +593,10 @@ def print_report(args, report: dict) -> None:
         cells = []
         for s in sizes:
             v = rows[s].get(key)
-            cells.append(f"{v['p50']:.1f} / {v['p95']:.1f} / {v['p99']:.1f}" if v else "n/a")
+            if v:
+                cells.append(f"{v['p50']:.1f} / {v['p95']:.1f} / {v['p99']:.1f}")
+            else:
+                cells.append(f"FAILED: {rows[s]['exact_error']}" if key == "exact" and "exact_error" in rows[s] else "n/a")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
     line("`search --image` (search_image, semantic)", "search_image")
@@ -614,8 +631,11 @@ def print_report(args, report: dict) -> None:
         print(f"| {label} | " + " | ".join(fmt(rows[s]) for s in sizes) + " |")
 
     cell("synthetic insert (objects/s, with vectors)", lambda r: f"{r['insert_per_s']:.0f}" if r["insert_per_s"] else "-")
-    cell("exact: groups found", lambda r: f"{r['exact_groups']:,}")
-    cell("exact: Aggregate groupBy alone (s) / groups returned", lambda r: f"{r['exact_part_aggregate_s']:.2f} / {r['exact_aggregate_groups_returned']:,}")
+    cell("exact: groups found", lambda r: f"{r['exact_groups']:,}" if "exact_groups" in r else f"FAILED: {r['exact_error']}")
+    cell("exact: Aggregate groupBy alone (s) / groups returned",
+         lambda r: f"{r['exact_part_aggregate_s']:.2f} / {r['exact_aggregate_groups_returned']:,}"
+         if isinstance(r["exact_aggregate_groups_returned"], int)
+         else f"{r['exact_part_aggregate_s']:.0f} / {r['exact_aggregate_groups_returned']}")
     if "exact_alt_cursor_s" in rows[sizes[0]]:
         cell("PROPOSED exact: cursor over content_sha256, count client-side (s) / groups",
              lambda r: f"{r['exact_alt_cursor_s']:.2f} / {r['exact_alt_cursor_dups']:,}")

@@ -67,8 +67,8 @@ def main() -> None:
     rate = summary["new"] / seconds
     print(f"\nscan throughput on {platform.node()} ({os.cpu_count()} cores), profile {args.profile}"
           f"{' (random weights)' if args.random_weights else ''}")
-    print(f"| images | size | MB | errors | seconds | images/s | images/min |")
-    print(f"|---:|---|---:|---:|---:|---:|---:|")
+    print("| images | size | MB | errors | seconds | images/s | images/min |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     print(f"| {summary['new']} | {args.size} | {total_mb:.0f} | {summary['errors']} | {seconds:.1f} | {rate:.1f} | {rate * 60:.0f} |")
 
 

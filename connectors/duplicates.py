@@ -8,8 +8,7 @@ Near: two images are near-duplicates when either
   - their `semantic` embeddings are within max_semantic_distance (cosine): crops, borders,
     watermarks and slight rotations, which move a 64-bit pHash too far.
 Both are Weaviate queries: nearVector on `phash` (hamming) and nearObject on `semantic`.
-Groups are built star-wise around the best copy (the one that would be kept): a member joins
-only if it is a near-duplicate of that copy, so unrelated images never chain into one group.
+Groups are built star-wise (see star_groups), so unrelated images never chain into one group.
 """
 
 from __future__ import annotations
@@ -172,15 +171,19 @@ def near_groups(
 
 
 def star_groups(images: dict[str, Member], graph: dict[str, dict[str, int]]) -> list[Group]:
-    """Groups around leaders taken in keep order; a member joins only its leader's group, so a
-    chain of pairwise-similar images never pulls unrelated ones together. `graph` maps an image to
-    its near-duplicates and their pHash distance; a pair found from either side counts."""
+    """Star-shaped groups: a member joins only its centre's group, so a chain of pairwise-similar
+    images never pulls unrelated ones together. Centres are the images with the most
+    near-duplicates (ties: keep order), so a letterboxed or rotated copy, which matches fewer of
+    the others, does not split its family. Within a group the kept copy comes first and
+    `distance` is each member's pHash distance to the centre. `graph` maps an image to its
+    near-duplicates and their pHash distance; a pair found from either side counts."""
     for uuid, found in list(graph.items()):
         for other, distance in found.items():
             graph.setdefault(other, {}).setdefault(uuid, distance)
     groups = []
     assigned: set[str] = set()
-    for uuid in sorted(images, key=lambda u: keep_order(images[u])):
+    centres = sorted(images, key=lambda u: (-len(graph.get(u, ())), keep_order(images[u])))
+    for uuid in centres:
         if uuid in assigned or not graph.get(uuid):
             continue
         members = [replace(images[uuid], distance=0)]
@@ -191,5 +194,5 @@ def star_groups(images: dict[str, Member], graph: dict[str, dict[str, int]]) -> 
         if len(members) > 1:
             assigned.add(uuid)
             kind = "exact" if len({m.content_sha256 for m in members}) == 1 else "near"
-            groups.append(Group(kind, members))
+            groups.append(Group(kind, sorted(members, key=keep_order)))
     return sorted(groups, key=lambda g: -g.wasted_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weaviate
+from weaviate.classes.init import AdditionalConfig, Timeout
 from weaviate.exceptions import WeaviateBaseError
 
 from deeplens.config import Settings
@@ -21,6 +22,8 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
             grpc_host=settings.weaviate_host,
             grpc_port=settings.weaviate_grpc_port,
             grpc_secure=settings.weaviate_url.startswith("https"),
+            # Grouping a whole collection by content hash takes longer than the 30 s default at 100k images.
+            additional_config=AdditionalConfig(timeout=Timeout(init=30, query=600, insert=120)),
         )
     except WeaviateBaseError as exc:
         raise DatabaseUnavailable(

@@ -155,7 +155,9 @@ def serve() -> None:
 @click.option("--clip-checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Local open_clip ViT-B-32 checkpoint instead of the model hub.")
 @click.option("--max-batch", type=int, default=32, help="Most images per semantic model call.")
-@click.option("--max-wait-ms", type=float, default=5.0, help="How long a batch waits for more images.")
+@click.option("--max-wait-ms", type=float, default=0.0,
+              help="How long a batch waits for more images once one arrives (0: requests arriving while the "
+                   "model runs form the next batch).")
 @click.option("--decode-threads", type=int, default=None, help="Image decoding threads. Default: CPU count.")
 @click.option("--torch-threads", type=int, default=None, help="torch intra-op threads. Default: torch's choice.")
 @click.option("--max-pixels", type=int, default=64_000_000, help="Refuse images with more pixels (decompression bombs).")

@@ -25,7 +25,9 @@ MIN_DRAFT_SIZE = 64
 @dataclass
 class EngineConfig:
     max_batch: int = 32
-    max_wait_ms: float = 5.0
+    # 0: a lone request runs at once; requests that arrive while the model is busy form the next
+    # batch anyway. A wait above 0 only adds latency at low load (measured in bench/RESULTS.md).
+    max_wait_ms: float = 0.0
     decode_threads: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     max_pixels: int = DEFAULT_MAX_PIXELS
 

@@ -38,10 +38,7 @@ class WeaviateEndpoint:
 def modules_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real module server process, offline profile with the real shipped MobileNetV2 weights."""
     port = free_port()
-    service = modules_service(
-        tmp_path_factory.mktemp("modules"), "127.0.0.1", port, "offline", Settings().cache_dir,
-        ("--max-wait-ms", "2"),
-    )
+    service = modules_service(tmp_path_factory.mktemp("modules"), "127.0.0.1", port, "offline", Settings().cache_dir)
     service.start()
     try:
         service.wait_ready(MODULES_START_TIMEOUT)

@@ -3,7 +3,6 @@ driven through the `deeplens` CLI."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -44,9 +44,9 @@ from bench.neardup.dataset import ALL_TRANSFORMS, Item
 Pair = frozenset
 
 FULL = dict(photos=None, drawn=44, distractors=100,
-            max_distance=(6, 8, 10, 12, 14), max_semantic=(0.0, 0.1, 0.15, 0.2, 0.25))
+            max_distance=(8, 10, 12, 14), max_semantic=(0.0, 0.06, 0.08, 0.1, 0.12))
 QUICK = dict(photos=8, drawn=8, distractors=30,
-             max_distance=(8, 10, 12), max_semantic=(0.0, 0.15, 0.25))
+             max_distance=(10, 12), max_semantic=(0.0, 0.08, 0.1))
 
 
 def log(message: str) -> None:
@@ -94,28 +94,6 @@ def score(predicted: set[Pair], items: list[Item]) -> Score:
             hits[item.role].append(Pair((originals[item.cluster], item.file)) in predicted)
     per_transform = {t: sum(v) / len(v) for t, v in hits.items()}
     return Score(precision, recall, f1, tp, fp, fn, per_transform, predicted)
-
-
-def partition_score(groups: list[list[str]], items: list[Item]) -> Score:
-    """score() for groups that do not overlap, by pair counting (fast; `predicted` left empty)."""
-    from collections import Counter
-
-    group_of = {f: k for k, group in enumerate(groups) for f in group}
-    c2 = lambda n: n * (n - 1) // 2  # noqa: E731
-    predicted = sum(c2(len(g)) for g in groups)
-    tp = sum(c2(n) for n in Counter((group_of[i.file], i.cluster) for i in items if i.cluster and i.file in group_of).values())
-    truth = sum(c2(n) for n in Counter(i.cluster for i in items if i.cluster).values())
-    fp, fn = predicted - tp, truth - tp
-    precision = tp / predicted if predicted else 1.0
-    recall = tp / truth if truth else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    originals = {i.cluster: i.file for i in items if i.role == "original"}
-    hits: dict[str, list[bool]] = defaultdict(list)
-    for i in items:
-        if i.cluster and i.role != "original":
-            g = group_of.get(i.file)
-            hits[i.role].append(g is not None and g == group_of.get(originals[i.cluster]))
-    return Score(precision, recall, f1, tp, fp, fn, {t: sum(v) / len(v) for t, v in hits.items()}, set())
 
 
 def group_pairs(groups: list[list[str]]) -> set[Pair]:
@@ -219,80 +197,6 @@ def stored_features(stack: PrivateStack, location: str) -> Features:
             for _, p, _ in rows]
     return Features([r[0] for r in rows], phash, semantic, keep)
 
-
-def simulate_groups(features: Features, ph: np.ndarray, se: np.ndarray, max_distance: int, max_semantic: float,
-                    leaders: str = "keep") -> list[list[str]]:
-    """near_groups' grouping, replayed on the stored features (no database), to try variants:
-    leaders="keep": stars around the best copy first (what near_groups does);
-    leaders="degree": stars around the image with the most near-duplicates first (the copy to
-    keep is then chosen inside the group); leaders="components": connected components."""
-    n = len(features.files)
-    edges = (ph <= max_distance) | ((se <= max_semantic) if max_semantic > 0 else np.zeros_like(ph, dtype=bool))
-    np.fill_diagonal(edges, False)
-    if leaders == "components":
-        seen, groups = set(), []
-        for start in range(n):
-            if start in seen or not edges[start].any():
-                continue
-            stack_, members = [start], []
-            seen.add(start)
-            while stack_:
-                i = stack_.pop()
-                members.append(i)
-                for j in np.flatnonzero(edges[i]):
-                    if j not in seen:
-                        seen.add(j)
-                        stack_.append(j)
-            groups.append([features.files[i] for i in members])
-        return groups
-    degree = edges.sum(1)
-    if leaders == "keep":
-        order = sorted(range(n), key=lambda i: features.keep_order[i])
-    else:
-        order = sorted(range(n), key=lambda i: (-degree[i], features.keep_order[i]))
-    assigned, groups = set(), []
-    for i in order:
-        if i in assigned or not edges[i].any():
-            continue
-        members = [i] + [j for j in np.flatnonzero(edges[i]) if j not in assigned]
-        if len(members) > 1:
-            assigned.update(members)
-            groups.append([features.files[j] for j in members])
-    return groups
-
-
-def trimmed_phashes(folder: Path, files: list[str], tolerance: int = 12) -> np.ndarray:
-    """What-if: pHash (with variants) of each file's scan thumbnail after trimming uniform borders."""
-    import base64
-    import io
-
-    from PIL import Image, ImageChops
-
-    from deeplens.connectors.extract import extract
-    from deeplens.modules.phash import DIHEDRAL, grayscale_grid, hash_bits
-
-    out = []
-    for name in files:
-        thumb = Image.open(io.BytesIO(base64.b64decode(extract((folder / name).read_bytes()).thumbnail))).convert("RGB")
-        out.append([hash_bits(turn(grayscale_grid(trim_border(thumb, tolerance)))) for turn in DIHEDRAL.values()])
-    return np.array(out, dtype=np.uint8)
-
-
-def trim_border(image, tolerance: int = 12):
-    """Crop away rows/columns that match the top-left corner colour within tolerance (letterbox,
-    pillarbox, frames); keeps the image when that would remove more than half of it."""
-    from PIL import Image, ImageChops
-
-    background = Image.new(image.mode, image.size, image.getpixel((0, 0)))
-    diff = ImageChops.difference(image, background).convert("L").point(lambda v: 255 if v > tolerance else 0)
-    box = diff.getbbox()
-    if not box:
-        return image
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    return image.crop(box) if area >= image.width * image.height / 2 else image
-
-
-# ---------------------------------------------------------------------------------- imagededup
 
 def imagededup_phash(folder: Path) -> set[Pair]:
     from imagededup.methods import PHash
@@ -401,46 +305,6 @@ def false_pair_table(results: dict[str, Score], items: list[Item], features: Fea
     return lines
 
 
-def what_if(by_split, features, images: Path, defaults, tuned, results) -> dict:
-    """Replay near_groups on the stored features to test changes without the database."""
-    matrices = {split: (features[split].phash_distances(), features[split].semantic_distances()) for split in dataset.SPLITS}
-    trimmed = {}
-    for split in dataset.SPLITS:
-        f = features[split]
-        tf = Features(f.files, trimmed_phashes(images / split, f.files), f.semantic, f.keep_order)
-        trimmed[split] = (tf, (tf.phash_distances(), matrices[split][1]))
-    grid = [(md, round(float(sd), 2)) for md in range(4, 17) for sd in [0.0, *np.arange(0.05, 0.2001, 0.01)]]
-    lines = ["| grouping | pHash of | tuned on tune (max_distance, max_semantic) | test precision | test recall | test F1 |"
-             f" test F1 at defaults {tuple(defaults)} |", "|---|---|---|---:|---:|---:|---:|"]
-    per_transform: dict[str, Score] = {}
-    replay_check = []
-    for leaders in ("keep", "degree", "components"):
-        for hashed, source in (("thumbnail", {s: (features[s], matrices[s]) for s in dataset.SPLITS}),
-                               ("trimmed thumbnail", trimmed)):
-            def run(split, md, sd):
-                f, (ph, se) = source[split]
-                return partition_score(simulate_groups(f, ph, se, md, sd, leaders), by_split[split])
-            tune_f1 = {k: run("tune", *k).f1 for k in grid}
-            best = max(grid, key=lambda k: (round(tune_f1[k], 6), -k[0], -k[1]))
-            s = run("test", *best)
-            at_defaults = run("test", *defaults)
-            if leaders == "keep" and hashed == "thumbnail":
-                replay_check = [run("test", *defaults).f1, run("test", *tuned).f1]
-            label = {"keep": "stars around the kept copy (near_groups now)",
-                     "degree": "stars around the most-connected image",
-                     "components": "connected components"}[leaders]
-            lines.append(f"| {label} | {hashed} | {best} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | "
-                         f"{at_defaults.f1:.3f} |")
-            if leaders == "degree":
-                per_transform[f"replay: most-connected stars, {hashed} pHash, {best}"] = s
-    actual = [v.f1 for k, v in results.items() if k.startswith("DeepLens")][:2]
-    lines += ["", f"Replay check: near_groups replayed at defaults / tuned gives F1 {replay_check[0]:.3f} / "
-              f"{replay_check[1]:.3f}; the CLI gave {actual[0]:.3f} / {actual[1]:.3f}.",
-              "", "Recall per transform of the most-connected-star variants (test, tuned):", "",
-              *transform_table(per_transform)]
-    return {"lines": lines, "test_matrices": matrices["test"]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer originals, distractors and grid points")
@@ -493,11 +357,7 @@ def main() -> None:
             timings["DeepLens test runs"] = time.perf_counter() - t
             features = {split: stored_features(stack, split) for split in dataset.SPLITS}
 
-        t = time.perf_counter()
-        whatif = what_if(by_split, features, images, (DEFAULT_MAX_DISTANCE, DEFAULT_MAX_SEMANTIC_DISTANCE),
-                         tuned, results)
-        timings["what-if analysis (no database)"] = time.perf_counter() - t
-        log("what-if done; imagededup next")
+        test_matrices = (features["test"].phash_distances(), features["test"].semantic_distances())
 
         t = time.perf_counter()
         results["imagededup PHash (10)"] = score(imagededup_phash(images / "test"), test)
@@ -526,14 +386,10 @@ def main() -> None:
             "", "### Test split: pairwise precision / recall / F1", "", *overall_table(results),
             "", "### Test split: recall per transform (original-copy pair predicted)", "", *transform_table(results),
             "", "### Test split: DeepLens distances (what near_groups compares; pHash = min over rotations/mirrors)",
-            "", *distance_table(test, features["test"], *whatif["test_matrices"]),
+            "", *distance_table(test, features["test"], *test_matrices),
             "", "### Test split: false pairs, by what they join", "",
             *false_pair_table({k: v for k, v in results.items() if k.startswith("DeepLens")}, test, features["test"],
-                              *whatif["test_matrices"]),
-            "", "### What-if (replayed on the stored pHashes/embeddings, no database): grouping and border trimming",
-            "", "Each variant's thresholds are the best F1 on `tune` (max_distance 4..16, max_semantic 0 and 0.05..0.20 "
-            "step 0.01), then scored on `test`. The first row replays near_groups as it is, as a check "
-            "against the CLI numbers above.", "", *whatif["lines"],
+                              *test_matrices),
             "", "### Timings", "", "| step | seconds |", "|---|---:|",
             *[f"| {k} | {v:.0f} |" for k, v in timings.items()]]
     print("\n".join(out))
