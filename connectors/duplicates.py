@@ -24,8 +24,8 @@ from weaviate.classes.query import Filter, MetadataQuery
 from deeplens.modules.phash import hamming, hex_to_bits
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR
 
-DEFAULT_MAX_DISTANCE = 10  # pHash bits of 64; chosen on the tuning split of bench/neardup
-DEFAULT_MAX_SEMANTIC_DISTANCE = 0.15  # cosine distance; chosen on the tuning split of bench/neardup
+DEFAULT_MAX_DISTANCE = 8  # pHash bits of 64; best F1 on the tuning split of bench/neardup (bench/RESULTS.md)
+DEFAULT_MAX_SEMANTIC_DISTANCE = 0.08  # cosine distance, offline profile (MobileNetV2); same tuning
 MEMBER_PROPERTIES = ["location", "uri", "path", "size_bytes", "width", "height", "content_sha256", "phash", "phash_dihedral"]
 NEIGHBOURS = 50  # most candidates fetched per query
 
