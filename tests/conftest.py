@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -34,17 +36,23 @@ class WeaviateEndpoint:
         return f"http://{self.host}:{self.http_port}"
 
 
-@pytest.fixture(scope="session")
-def modules_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real module server process, offline profile with the real shipped MobileNetV2 weights."""
+@contextmanager
+def running_modules_server(run_dir: Path, *extra_args: str) -> Iterator[str]:
+    """A real module server process (offline profile, the real shipped MobileNetV2 weights)."""
     port = free_port()
-    service = modules_service(tmp_path_factory.mktemp("modules"), "127.0.0.1", port, "offline", Settings().cache_dir)
+    service = modules_service(run_dir, "127.0.0.1", port, "offline", Settings().cache_dir, extra_args)
     service.start()
     try:
         service.wait_ready(MODULES_START_TIMEOUT)
         yield f"http://127.0.0.1:{port}"
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def modules_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_modules_server(tmp_path_factory.mktemp("modules")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

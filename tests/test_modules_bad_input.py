@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeplens.config import Settings
-from deeplens.processes import free_port
-from deeplens.stack import MODULES_START_TIMEOUT, modules_service
+from tests.conftest import running_modules_server
 from tests.test_modules_contract import MOBILENET_DIM, b64, encode, imagehash_bits, json_error, metric_samples, photo, post_raw
 
 ROUTES = ("/phash/vectorize", "/semantic/vectorize")
@@ -196,17 +194,9 @@ def test_no_internal_errors_and_still_live_and_ready(client):
 
 @pytest.fixture(scope="module")
 def small_limits_url(tmp_path_factory: pytest.TempPathFactory):
-    port = free_port()
-    service = modules_service(
-        tmp_path_factory.mktemp("modules-small-limits"), "127.0.0.1", port, "offline", Settings().cache_dir,
-        ("--max-body-mb", "1", "--max-pixels", "250000", "--decode-threads", "1"),
-    )
-    service.start()
-    try:
-        service.wait_ready(MODULES_START_TIMEOUT)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        service.stop()
+    with running_modules_server(tmp_path_factory.mktemp("modules-small-limits"), "--max-body-mb", "1",
+                                "--max-pixels", "250000", "--decode-threads", "1") as url:
+        yield url
 
 
 def test_oversized_body_gets_413(small_limits_url):
