@@ -2,12 +2,12 @@
 
 Exact: Aggregate groupBy `content_sha256`, then the members of every group of two or more.
 Near: two images are near-duplicates when either
-  - their pHashes are within max_distance bits, trying the image's pHash and its seven
-    rotations/mirrors (stored as `phash_dihedral`): recompression, resizing, colour changes,
-    90/180/270 rotations, mirror images; or
-  - their `semantic` embeddings are within max_semantic_distance (cosine): crops, borders,
-    watermarks and slight rotations, which move a 64-bit pHash too far.
-Both are Weaviate queries: nearVector on `phash` (hamming) and nearObject on `semantic`.
+  - their pHashes are within max_distance bits (a Weaviate nearVector query on `phash`, hamming):
+    recompression, resizing, colour changes; or
+  - one's pHash is within a few bits of a rotation/mirror of the other's (stored as
+    `phash_dihedral`; matched by hash bands, see turned_copies): 90/180/270 rotations, mirrors; or
+  - their `semantic` embeddings are within max_semantic_distance (a Weaviate nearObject query,
+    cosine): crops, borders, watermarks and slight rotations, which move a 64-bit pHash too far.
 Groups are built star-wise (see star_groups), so unrelated images never chain into one group.
 """
 
@@ -22,6 +22,7 @@ from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, MetadataQuery
 
 from deeplens.modules.phash import hamming, hex_to_bits
+from deeplens.schema.models import phash_bands
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR
 
 DEFAULT_MAX_DISTANCE = 8  # pHash bits of 64; best F1 on the tuning split of bench/neardup (bench/RESULTS.md)
@@ -132,9 +133,11 @@ def near_groups(
         hashes[member.uuid] = obj.properties.get("phash_dihedral") or [obj.properties["phash"]]
     on_total(len(images))
 
+    turned = turned_copies(hashes, max_distance)
+
     def neighbours(uuid: str) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for variant in dict.fromkeys(hashes[uuid]):  # identical variants (symmetric images) once
+        found: dict[str, int] = dict(turned.get(uuid, {}))
+        for variant in hashes[uuid][:1]:  # the image as it is; turned copies are matched above
             response = collection.query.near_vector(
                 near_vector=hex_to_bits(variant).astype(float).tolist(),
                 target_vector=PHASH_VECTOR,
@@ -168,6 +171,28 @@ def near_groups(
         graph = dict(zip(images, pool.map(neighbours, images)))
 
     return star_groups(images, graph)
+
+
+def turned_copies(hashes: dict[str, list[str]], max_distance: int) -> dict[str, dict[str, int]]:
+    """Rotated and mirrored copies, by hash bands instead of seven more vector queries per image.
+
+    A copy turned by 90/180/270 degrees or mirrored has a pHash within a few bits of the matching
+    rotation/mirror of the original (bench/neardup: at most 2). With 4 bands of 16 bits, hashes
+    within 3 bits share at least one band exactly, so looking up each variant's bands among the
+    images' own bands finds those pairs in one pass over the collection."""
+    by_band: dict[str, list[str]] = {}
+    for uuid, variants in hashes.items():
+        for band in phash_bands(variants[0]):
+            by_band.setdefault(band, []).append(uuid)
+    found: dict[str, dict[str, int]] = {}
+    for uuid, variants in hashes.items():
+        for variant in dict.fromkeys(variants[1:]):
+            for other in {other for band in phash_bands(variant) for other in by_band.get(band, ())}:
+                distance = hamming(variant, hashes[other][0])
+                if other != uuid and distance <= max_distance:
+                    pairs = found.setdefault(uuid, {})
+                    pairs[other] = min(pairs.get(other, distance), distance)
+    return found
 
 
 def star_groups(images: dict[str, Member], graph: dict[str, dict[str, int]]) -> list[Group]:

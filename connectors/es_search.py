@@ -18,6 +18,7 @@ from deeplens.connectors.duplicates import (
     member_of,
     phash_distance,
     star_groups,
+    turned_copies,
 )
 from deeplens.connectors.extract import extract
 from deeplens.connectors.retry import retry
@@ -107,10 +108,11 @@ def near_groups(es: Elasticsearch, max_distance: int = DEFAULT_MAX_DISTANCE,
         es, index=IMAGES_ALIAS, query={"query": query}, _source=[*MEMBER_FIELDS, "semantic"])}
     images = {doc_id: member_of(doc_id, source) for doc_id, source in docs.items()}
     on_total(len(images))
-    graph: dict[str, dict[str, int]] = {}
+    hashes = {doc_id: source.get("phash_dihedral") or [source["phash"]] for doc_id, source in docs.items()}
+    graph = turned_copies(hashes, max_distance)
     for doc_id, source in docs.items():
         found = graph.setdefault(doc_id, {})
-        for variant in dict.fromkeys(source.get("phash_dihedral") or [source["phash"]]):
+        for variant in hashes[doc_id][:1]:  # the image as it is; turned copies are matched above
             for hit in _knn(es, "phash_bits", variant, NEIGHBOURS, locations, False):
                 distance = _hamming(hit["_score"])
                 if hit["_id"] != doc_id and distance <= max_distance:
