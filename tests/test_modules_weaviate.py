@@ -10,6 +10,7 @@ import weaviate as weaviate_lib
 import weaviate.classes as wvc
 from PIL import Image
 
+from tests.cli import weaviate_client
 from tests.test_modules_contract import b64, encode, photo
 
 pytestmark = pytest.mark.weaviate
@@ -27,9 +28,7 @@ def recompressed_copy(name: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def client(weaviate):
-    with weaviate_lib.connect_to_local(
-        host=weaviate.host, port=weaviate.http_port, grpc_port=weaviate.grpc_port
-    ) as connection:
+    with weaviate_client(weaviate) as connection:
         yield connection
 
 
