@@ -306,7 +306,7 @@ def neighbours_sample(collection, rows: list[tuple[str, list[str]]], workers: in
 
     def one(row):
         uuid, variants = row
-        for variant in dict.fromkeys(variants):
+        for variant in variants[:1]:  # as near_groups: turned copies come from hash bands, in memory
             collection.query.near_vector(
                 near_vector=hex_to_bits(variant).astype(float).tolist(), target_vector=PHASH_VECTOR,
                 distance=dup.DEFAULT_MAX_DISTANCE, limit=dup.NEIGHBOURS,
