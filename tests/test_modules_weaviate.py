@@ -10,6 +10,7 @@ import weaviate as weaviate_lib
 import weaviate.classes as wvc
 from PIL import Image
 
+from deeplens.schema.weaviate import image_vectors
 from tests.cli import weaviate_client
 from tests.test_modules_contract import b64, encode, photo
 
@@ -32,39 +33,22 @@ def client(weaviate):
         yield connection
 
 
+PROBE_PROPERTIES = [
+    wvc.config.Property(name="label", data_type=wvc.config.DataType.TEXT),
+    wvc.config.Property(name="thumbnail", data_type=wvc.config.DataType.BLOB),
+]
+
+
 @pytest.fixture(scope="module")
 def photos(client: weaviate_lib.WeaviateClient, modules_url: str):
     name = "DeepLensModulesProbe"
     client.collections.delete(name)
-    collection = client.collections.create(
-        name,
-        properties=[
-            wvc.config.Property(name="label", data_type=wvc.config.DataType.TEXT),
-            wvc.config.Property(name="image", data_type=wvc.config.DataType.BLOB),
-        ],
-        vector_config=[
-            wvc.config.Configure.Vectors.multi2vec_clip(
-                name="semantic",
-                image_fields=["image"],
-                inference_url=f"{modules_url}/semantic",
-                vector_index_config=wvc.config.Configure.VectorIndex.hnsw(
-                    distance_metric=wvc.config.VectorDistances.COSINE
-                ),
-            ),
-            wvc.config.Configure.Vectors.multi2vec_clip(
-                name="phash",
-                image_fields=["image"],
-                inference_url=f"{modules_url}/phash",
-                vector_index_config=wvc.config.Configure.VectorIndex.hnsw(
-                    distance_metric=wvc.config.VectorDistances.HAMMING
-                ),
-            ),
-        ],
-    )
+    # The named vectors exactly as DeepLens defines them (cosine semantic, hamming phash).
+    collection = client.collections.create(name, properties=PROBE_PROPERTIES, vector_config=image_vectors(modules_url))
     images = {label: encode(photo(label, 451), quality=92) for label in (ORIGINAL, *UNRELATED)}
     images["copy"] = recompressed_copy(ORIGINAL)
     result = collection.data.insert_many(
-        [wvc.data.DataObject(properties={"label": label, "image": b64(data)}) for label, data in images.items()]
+        [wvc.data.DataObject(properties={"label": label, "thumbnail": b64(data)}) for label, data in images.items()]
     )
     assert not result.has_errors, result.errors
     yield collection, images
@@ -113,15 +97,12 @@ def test_img2vec_neural_module(client: weaviate_lib.WeaviateClient):
     client.collections.delete(name)
     collection = client.collections.create(
         name,
-        properties=[
-            wvc.config.Property(name="label", data_type=wvc.config.DataType.TEXT),
-            wvc.config.Property(name="image", data_type=wvc.config.DataType.BLOB),
-        ],
-        vector_config=wvc.config.Configure.Vectors.img2vec_neural(name="neural", image_fields=["image"]),
+        properties=PROBE_PROPERTIES,
+        vector_config=wvc.config.Configure.Vectors.img2vec_neural(name="neural", image_fields=["thumbnail"]),
     )
     try:
         for label in ("coffee", "rocket", ORIGINAL):
-            collection.data.insert({"label": label, "image": b64(encode(photo(label, 451), quality=92))})
+            collection.data.insert({"label": label, "thumbnail": b64(encode(photo(label, 451), quality=92))})
         [first] = collection.query.near_image(b64(recompressed_copy(ORIGINAL)), target_vector="neural", limit=1).objects
         assert first.properties["label"] == ORIGINAL
         [obj] = collection.query.fetch_objects(limit=1, include_vector=True).objects
