@@ -1,9 +1,17 @@
-"""End-to-end scan throughput: local JPEGs -> module server + Weaviate (both named vectors).
+"""End-to-end scan throughput: local JPEGs -> module server + Weaviate, and where the time goes.
 
-Starts a private embedded stack (temp data dir, free ports), writes N synthetic photos-like JPEGs,
-scans them with `deeplens scan`, and prints images/s and images/min. Bounded: N images, one scan.
+For each mode, starts a private embedded stack (temp data dir, free ports), scans N synthetic
+photos-like JPEGs with `deeplens scan`, and prints images/s, images/min and a breakdown:
+  - worker stages from the scan summary (`stage_seconds`: read and decode+thumbnail summed over
+    the worker threads; module features and Weaviate writes on the scan's main thread);
+  - module server time per route from its /metrics (sum of request seconds, requests, images),
+    which shows what Weaviate's own module calls cost (`/semantic/vectorize`);
+  - CPU seconds of each process (scan CLI, module server, Weaviate) from /proc.
+Modes: `full` (named vectors semantic + phash) and `hash-only` (`schema apply --hash-only`: the
+phash vector alone). Bounded: N images per size, one scan per mode.
 
-    .venv/bin/python bench/scan_throughput.py --images 1000 --profile offline
+    .venv/bin/python bench/scan_throughput.py --images 1000 --modes full,hash-only
+    .venv/bin/python bench/scan_throughput.py --images 10000
 """
 
 from __future__ import annotations
@@ -18,8 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from deeplens.processes import free_port
 from deeplens.samples import jpeg_bytes, synthetic_image
+
+# route -> the label of its images counter (modules/app.py)
+MODULE_ROUTES = {"/v1/features": "features", "/semantic/vectorize": "semantic", "/phash/vectorize": "phash"}
 
 
 def deeplens(env: dict, *args: str) -> str:
@@ -29,47 +43,134 @@ def deeplens(env: dict, *args: str) -> str:
     return result.stdout
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def module_metrics(modules_url: str) -> dict[str, dict[str, float]]:
+    """route -> {seconds, requests, images} from the module server's Prometheus text."""
+    out: dict[str, dict[str, float]] = {route: {"seconds": 0.0, "requests": 0.0, "images": 0.0} for route in MODULE_ROUTES}
+    text = httpx.get(f"{modules_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            label = sample.labels.get("route")
+            if sample.name == "deeplens_request_seconds_sum" and label in out:
+                out[label]["seconds"] += sample.value
+            elif sample.name == "deeplens_request_seconds_count" and label in out:
+                out[label]["requests"] += sample.value
+            elif sample.name == "deeplens_images_total":
+                for route, images_label in MODULE_ROUTES.items():
+                    if label == images_label:
+                        out[route]["images"] += sample.value
+    return out
+
+
+def write_photos(folder: Path, count: int, size: tuple[int, int]) -> float:
+    folder.mkdir()
+    for seed in range(count):
+        (folder / f"img{seed:06}.jpg").write_bytes(jpeg_bytes(synthetic_image(seed, size)))
+    return sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+
+
+def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
+    env = {
+        **os.environ,
+        "DEEPLENS_DATA_DIR": str(root / f"data-{mode}-{photos.name}"),
+        "DEEPLENS_WEAVIATE_URL": f"http://127.0.0.1:{free_port()}",
+        "DEEPLENS_WEAVIATE_GRPC_PORT": str(free_port()),
+        "DEEPLENS_MODULES_URL": f"http://127.0.0.1:{free_port()}",
+        "DEEPLENS_PROFILE": args.profile,
+        "DEEPLENS_RANDOM_WEIGHTS": "true" if args.random_weights else "false",
+    }
+    deeplens(env, "up")
+    try:
+        pids = {
+            name: json.loads((Path(env["DEEPLENS_DATA_DIR"]) / "run" / f"{name}.json").read_text())["pid"]
+            for name in ("modules", "weaviate")
+        }
+        if mode == "hash-only":
+            deeplens(env, "schema", "apply", "--hash-only")
+        deeplens(env, "storage", "add", "bench", str(photos))
+        before_metrics = module_metrics(env["DEEPLENS_MODULES_URL"])
+        before_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        before_children = sum(os.times()[2:4])  # CPU of exited children: the scan CLI, once it ends
+        started = time.perf_counter()
+        scan = subprocess.Popen(
+            [sys.executable, "-m", "deeplens", "scan", "bench", "--workers", str(args.workers), "--json"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        stdout, stderr = scan.communicate()
+        seconds = time.perf_counter() - started
+        if scan.returncode:
+            raise SystemExit(f"deeplens scan failed:\n{stderr}")
+        cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in pids.items()}
+        cpu["scan"] = sum(os.times()[2:4]) - before_children
+        after_metrics = module_metrics(env["DEEPLENS_MODULES_URL"])
+    finally:
+        deeplens(env, "down")
+    [summary] = json.loads(stdout)
+    modules = {
+        route: {key: after_metrics[route][key] - before_metrics[route][key] for key in after_metrics[route]}
+        for route in MODULE_ROUTES
+    }
+    return {"mode": mode, "summary": summary, "seconds": seconds, "cpu": cpu, "modules": modules}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", default="1000", help="comma-separated counts, e.g. 1000,10000")
+    parser.add_argument("--modes", default="full,hash-only", help="comma-separated: full, hash-only")
     parser.add_argument("--size", default="1024x768", help="JPEG size WxH")
     parser.add_argument("--profile", choices=["offline", "clip"], default="offline")
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
+    modes = args.modes.split(",")
+    unknown = set(modes) - {"full", "hash-only"}
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}")
 
+    runs = []
     with tempfile.TemporaryDirectory(prefix="deeplens-bench-") as tmp:
         root = Path(tmp)
-        env = {
-            **os.environ,
-            "DEEPLENS_DATA_DIR": str(root / "data"),
-            "DEEPLENS_WEAVIATE_URL": f"http://127.0.0.1:{free_port()}",
-            "DEEPLENS_WEAVIATE_GRPC_PORT": str(free_port()),
-            "DEEPLENS_MODULES_URL": f"http://127.0.0.1:{free_port()}",
-            "DEEPLENS_PROFILE": args.profile,
-            "DEEPLENS_RANDOM_WEIGHTS": "true" if args.random_weights else "false",
-        }
-        photos = root / "photos"
-        photos.mkdir()
-        for seed in range(args.images):
-            (photos / f"img{seed:06}.jpg").write_bytes(jpeg_bytes(synthetic_image(seed, (width, height))))
-        total_mb = sum(p.stat().st_size for p in photos.iterdir()) / 1e6
-        deeplens(env, "up")
-        try:
-            deeplens(env, "storage", "add", "bench", str(photos))
+        for count in map(int, args.images.split(",")):
+            photos = root / f"photos-{count}"
             started = time.perf_counter()
-            [summary] = json.loads(deeplens(env, "scan", "bench", "--workers", str(args.workers), "--json"))
-            seconds = time.perf_counter() - started
-        finally:
-            deeplens(env, "down")
+            megabytes = write_photos(photos, count, (width, height))
+            print(f"wrote {count} JPEGs ({megabytes:.0f} MB) in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            for mode in modes:
+                run = run_mode(root, mode, photos, args) | {"count": count, "megabytes": megabytes}
+                print(f"{mode} {count}: {run['seconds']:.1f} s", file=sys.stderr)
+                runs.append(run)
 
-    rate = summary["new"] / seconds
-    print(f"\nscan throughput on {platform.node()} ({os.cpu_count()} cores), profile {args.profile}"
-          f"{' (random weights)' if args.random_weights else ''}")
-    print("| images | size | MB | errors | seconds | images/s | images/min |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
-    print(f"| {summary['new']} | {args.size} | {total_mb:.0f} | {summary['errors']} | {seconds:.1f} | {rate:.1f} | {rate * 60:.0f} |")
+    print(f"\nscan throughput on {platform.node()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}, "
+          f"profile {args.profile}{' (random weights)' if args.random_weights else ''}, {args.size} JPEGs, "
+          f"--workers {args.workers}; load average at the end {os.getloadavg()[0]:.1f}")
+    print("\n| mode | images | MB | errors | seconds | images/s | images/min |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for run in runs:
+        s = run["summary"]
+        rate = s["new"] / run["seconds"]
+        print(f"| {run['mode']} | {s['new']} | {run['megabytes']:.0f} | {s['errors']} | {run['seconds']:.1f} | "
+              f"{rate:.1f} | {rate * 60:.0f} |")
+
+    print("\nWhere the time goes (seconds; worker stages summed over threads; module routes: time the "
+          "server spent answering, requests, images; CPU seconds per process):\n")
+    header = ["mode", "images", "read", "decode+thumbnail", "module features (HTTP)", "Weaviate writes",
+              *[f"module {route}" for route in MODULE_ROUTES], "CPU scan", "CPU modules", "CPU Weaviate"]
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * (len(header) - 1))
+    for run in runs:
+        stages = run["summary"].get("stage_seconds", {})
+        cells = [run["mode"], str(run["summary"]["new"])]
+        cells += [f"{stages.get(key, 0):.1f}" for key in ("read", "decode_thumbnail", "module_features", "weaviate")]
+        for route in MODULE_ROUTES:
+            m = run["modules"][route]
+            cells.append(f"{m['seconds']:.1f} ({m['requests']:.0f} req, {m['images']:.0f} img)" if m["requests"] else "-")
+        cells += [f"{run['cpu'][name]:.1f}" for name in ("scan", "modules", "weaviate")]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from deeplens.connectors.search import read_query_image, search_image, search_te
 from deeplens.connectors.weaviate_client import DatabaseUnavailable, connect
 from deeplens.modules.images import BadImage
 from deeplens.schema.models import StorageLocation
-from deeplens.schema.weaviate import IMAGE_COLLECTION, SchemaConflict, apply_schema
+from deeplens.schema.weaviate import IMAGE_COLLECTION, NoSemanticVectors, SchemaConflict, apply_schema
 from weaviate.exceptions import WeaviateQueryError
 
 console = Console(stderr=True)
@@ -44,7 +44,7 @@ def database(apply: bool = True):
         if apply:
             apply_schema(client, settings.modules_url)
         yield client
-    except (SchemaConflict, registry.UnknownLocation, storage.StorageError) as exc:
+    except (SchemaConflict, NoSemanticVectors, registry.UnknownLocation, storage.StorageError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         client.close()
@@ -67,12 +67,19 @@ def schema_group() -> None:
 
 
 @schema_group.command("apply")
-def schema_apply() -> None:
-    """Create or update the collections; idempotent; refuses incompatible existing ones."""
+@click.option("--hash-only", is_flag=True,
+              help="Create the image collection with the pHash vector alone: scans run no embedding model "
+                   "(several times faster), for exact and pHash near-duplicates; no similarity search.")
+def schema_apply(hash_only: bool) -> None:
+    """Create or update the collections; idempotent; refuses incompatible existing ones.
+
+    Other commands create the full collection (semantic + phash vectors) when none exists; run
+    `deeplens schema apply --hash-only` before the first scan for a hash-only one.
+    """
     settings = _settings()
     with database(apply=False) as client:
         try:
-            changes = apply_schema(client, settings.modules_url)
+            changes = apply_schema(client, settings.modules_url, hash_only=True if hash_only else None)
         except SchemaConflict as exc:
             raise click.ClickException(str(exc)) from None
     click.echo("\n".join(changes) if changes else "Schema is up to date.")

@@ -8,6 +8,7 @@ Near: two images are near-duplicates when either
     `phash_dihedral`; matched by hash bands, see turned_copies): 90/180/270 rotations, mirrors; or
   - their `semantic` embeddings are within max_semantic_distance (a Weaviate nearObject query,
     cosine): crops, borders, watermarks and slight rotations, which move a 64-bit pHash too far.
+    A hash-only collection has no embeddings: there, the first two alone.
 Groups are built star-wise (see star_groups), so unrelated images never chain into one group.
 """
 
@@ -22,7 +23,7 @@ from weaviate.classes.query import Filter, MetadataQuery
 
 from deeplens.modules.phash import hamming, hex_to_bits
 from deeplens.schema.models import phash_bands
-from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR
+from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, is_hash_only
 
 DEFAULT_MAX_DISTANCE = 8  # pHash bits of 64; best F1 on the tuning split of bench/neardup (bench/RESULTS.md)
 DEFAULT_MAX_SEMANTIC_DISTANCE = 0.08  # cosine distance, offline profile (MobileNetV2); same tuning
@@ -138,6 +139,8 @@ def near_groups(
     on_total(len(images))
 
     turned = turned_copies(hashes, max_distance)
+    if is_hash_only(client):
+        max_semantic_distance = 0
 
     def neighbours(uuid: str) -> dict[str, int]:
         found: dict[str, int] = dict(turned.get(uuid, {}))

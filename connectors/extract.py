@@ -36,7 +36,7 @@ class ImageFacts:
 
 def extract(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
     """Raises modules.images.BadImage for anything that is not a usable image."""
-    decoded = open_image(data, max_pixels, draft_to=THUMBNAIL_SIZE)
+    decoded = open_image(data, max_pixels, draft_to=THUMBNAIL_SIZE, fit=True)
     taken_at, camera = _exif_facts(data)
     thumb = decoded.image
     thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)

@@ -4,11 +4,17 @@ list -> compare with what Weaviate holds for the location (the database is the o
 read each new or changed file once (sha256, EXIF, thumbnail) -> ask the module server for the
 pHash and its rotations/mirrors -> batch upsert (deterministic ids, so a killed scan simply runs
 again) -> delete what disappeared -> record the summary and the per-file errors on the location.
+
+The upsert carries the `phash` vector the module server just computed from the thumbnail, so
+Weaviate does not ask for it a second time; it asks the module server for the `semantic` vector
+only (none in a hash-only collection). Objects written by anyone else still get both from Weaviate.
 """
 
 from __future__ import annotations
 
+import collections
 import posixpath
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,10 +32,13 @@ from deeplens.connectors.extract import extract
 from deeplens.connectors.registry import save_location
 from deeplens.connectors.retry import retry
 from deeplens.modules.images import BadImage
+from deeplens.modules.phash import hex_to_bits
 from deeplens.schema.models import ImageRecord, StorageLocation, image_id, phash_bands, utcnow
-from deeplens.schema.weaviate import IMAGE_COLLECTION, to_properties
+from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, is_hash_only, to_properties
 
 CHUNK = 32  # images per module call and per Weaviate batch
+READ_AHEAD = 8  # chunks read ahead of the database writes: bounds memory when the writes are slower
+_STAGE_LOCK = threading.Lock()
 KEPT_ERRORS = 1000  # per-file errors stored on the location after a scan
 
 
@@ -48,7 +57,14 @@ class ScanSummary:
     seconds: float = 0.0
     images_per_second: float = 0.0
     finished_at: str = ""
+    # Where the time went, in seconds summed over threads: reading runs on `workers` threads at
+    # once, the module call and the database writes one chunk at a time while reading goes on.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     error_list: list[dict] = field(default_factory=list)
+
+    def timed(self, stage: str, started: float) -> None:
+        with _STAGE_LOCK:  # the read stages are timed from several threads at once
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 @dataclass
@@ -111,9 +127,12 @@ def scan(
     on_total(len(todo))
 
     not_images = []  # files that are not images: ignored, and forgotten if indexed before
+    # Elasticsearch gets the embedding from the worker (precomputed mode), unless the Weaviate
+    # collection is hash-only: then no embedding model runs during the scan at all.
+    semantic = elasticsearch is not None and not is_hash_only(client)
     collection = client.collections.use(IMAGE_COLLECTION)
     with httpx.Client(base_url=modules_url, timeout=120) as modules, ThreadPoolExecutor(workers) as pool:
-        reads = pool.map(lambda obj: (obj, _read(fs, location, summary.scan_id, obj)), todo)
+        reads = _bounded_map(pool, lambda obj: (obj, _read(fs, location, summary, obj)), todo, READ_AHEAD * CHUNK)
         for chunk in _chunks(reads, CHUNK):
             pending = []
             for obj, outcome in chunk:
@@ -124,10 +143,16 @@ def scan(
                     not_images.append(obj.path)
                 else:
                     _record_error(summary, obj, outcome)
-            _add_features(modules, pending, summary, semantic=elasticsearch is not None)
+            started = time.perf_counter()
+            _add_features(modules, pending, summary, semantic=semantic)
+            summary.timed("module_features", started)
+            started = time.perf_counter()
             stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
+            summary.timed("weaviate", started)
             if elasticsearch is not None:
+                started = time.perf_counter()
                 stored = _index_elasticsearch(elasticsearch, stored, summary)
+                summary.timed("elasticsearch", started)
             for p in stored:
                 if p.listed.path in known:
                     summary.changed += 1
@@ -145,22 +170,39 @@ def scan(
     summary.seconds = round(time.monotonic() - started, 3)
     indexed = summary.new + summary.changed
     summary.images_per_second = round(indexed / summary.seconds, 2) if summary.seconds else 0.0
+    summary.stage_seconds = {stage: round(seconds, 3) for stage, seconds in summary.stage_seconds.items()}
     summary.finished_at = utcnow().isoformat()
     location.last_scan = asdict(summary) | {"error_list": summary.error_list[:KEPT_ERRORS]}
     save_location(client, location)
     return summary
 
 
-def _read(fs, location: StorageLocation, scan_id: str, obj: storage.ListedObject):
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: list, window: int) -> Iterator:
+    """pool.map, in order, with at most `window` results waiting: Executor.map submits everything
+    at once and would hold every thumbnail in memory when the database is the slower side."""
+    pending: collections.deque = collections.deque()
+    for item in items:
+        if len(pending) >= window:
+            yield pending.popleft().result()
+        pending.append(pool.submit(fn, item))
+    while pending:
+        yield pending.popleft().result()
+
+
+def _read(fs, location: StorageLocation, summary: ScanSummary, obj: storage.ListedObject):
     """ImageRecord, None for a file that is not an image, or the exception to record."""
     try:
+        started = time.perf_counter()
         data = storage.read_bytes(fs, obj.fs_path)
+        summary.timed("read", started)
         extension = posixpath.splitext(obj.path)[1].lstrip(".").lower()
         if not data:
             raise BadImage("file is empty (zero bytes)")
         if storage.sniff_image_type(data[:64]) is None and extension not in storage.IMAGE_EXTENSIONS:
             return None
+        started = time.perf_counter()
         facts = extract(data)
+        summary.timed("decode_thumbnail", started)
     except (storage.StorageError, BadImage) as exc:
         return exc
     folder, filename = posixpath.split(obj.path)
@@ -181,7 +223,7 @@ def _read(fs, location: StorageLocation, scan_id: str, obj: storage.ListedObject
         taken_at=facts.taken_at,
         camera=facts.camera,
         thumbnail=facts.thumbnail,
-        scan_id=scan_id,
+        scan_id=summary.scan_id,
     )
 
 
@@ -227,7 +269,8 @@ def _index_elasticsearch(target: ElasticsearchTarget, stored: list[Pending], sum
     if not stored:
         return []
     documents = [
-        p.record.model_dump(mode="json", exclude={"thumbnail"}) | {"semantic": p.semantic, "phash_bits": p.record.phash}
+        p.record.model_dump(mode="json", exclude={"thumbnail"}) | {"phash_bits": p.record.phash}
+        | ({"semantic": p.semantic} if p.semantic is not None else {})
         for p in stored
     ]
     result = index_records(target.client, documents, target.pipeline)
@@ -244,7 +287,12 @@ def _upsert(collection, pending: list[Pending], summary: ScanSummary) -> list[Pe
     if not pending:
         return []
     objects = [
-        weaviate.classes.data.DataObject(properties=to_properties(p.record), uuid=p.record.id) for p in pending
+        weaviate.classes.data.DataObject(
+            properties=to_properties(p.record),
+            uuid=p.record.id,
+            vector={PHASH_VECTOR: hex_to_bits(p.record.phash).astype(float).tolist()},
+        )
+        for p in pending
     ]
     result = retry(lambda: collection.data.insert_many(objects), what="Weaviate", errors=(WeaviateBaseError,))
     for index, error in result.errors.items():

@@ -14,7 +14,7 @@ from deeplens.connectors.duplicates import DEFAULT_MAX_DISTANCE
 from deeplens.connectors.extract import extract
 from deeplens.connectors.retry import retry
 from deeplens.modules.phash import hex_to_bits
-from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR
+from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, NoSemanticVectors, is_hash_only
 
 RESULT_PROPERTIES = ["location", "uri", "path", "size_bytes", "width", "height", "format"]
 
@@ -41,6 +41,8 @@ def search_image(
     where = Filter.by_property("location").contains_any(locations) if locations else None
     thumbnail = extract(data).thumbnail
     if not near_dup:
+        if is_hash_only(client):
+            raise NoSemanticVectors("search --image (similar images)")
         response = collection.query.near_image(
             near_image=thumbnail, target_vector=SEMANTIC_VECTOR, limit=limit, filters=where,
             return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES,
@@ -74,6 +76,8 @@ def search_image(
 def search_text(
     client: weaviate.WeaviateClient, text: str, limit: int = 10, locations: list[str] | None = None
 ) -> list[dict]:
+    if is_hash_only(client):
+        raise NoSemanticVectors("search --text")
     collection = client.collections.use(IMAGE_COLLECTION)
     where = Filter.by_property("location").contains_any(locations) if locations else None
     response = collection.query.near_text(

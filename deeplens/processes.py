@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,9 @@ class Service:
                     "Stop that process, or choose other ports (see `deeplens up --help`)."
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The process outlives this CLI on purpose; without this, Popen warns at exit that it still
+        # runs (weaviate-client turns all warnings on when imported, so the filter is set here).
+        warnings.filterwarnings("ignore", message=r"subprocess \d+ is still running", category=ResourceWarning)
         with open(self.log_path, "ab") as log:
             log.write(f"\n--- starting {self.name}: {' '.join(self.argv)}\n".encode())
             log.flush()

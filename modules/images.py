@@ -48,10 +48,15 @@ class DecodedImage:
     height: int
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_to: int | None = None) -> DecodedImage:
+def open_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_to: int | None = None, fit: bool = False
+) -> DecodedImage:
     """Decode the first frame into an EXIF-transposed RGB image.
 
-    draft_to: the smallest side the caller needs; lets JPEG decode at 1/2, 1/4 or 1/8 scale.
+    draft_to: the smallest side the caller needs (with fit: the longest side, for a thumbnail that
+    fits into draft_to x draft_to); lets JPEG decode at 1/2, 1/4 or 1/8 scale. The decoder's DCT
+    scaling is far cheaper than decoding larger and resizing (a 1024x768 photo to 256 px: ~0.5 ms
+    at 1/4 against ~4 ms at 1/2 plus a Lanczos resize).
     """
     if not data:
         raise BadImage("image is empty (zero bytes)")
@@ -69,7 +74,10 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_to: int 
                 )
             image_format = image.format
             if draft_to and image_format == "JPEG":
-                image.draft("RGB", (draft_to, draft_to))
+                # Pillow keeps both sides >= the requested box; for fit, a box of the image's shape.
+                longest = max(width, height)
+                box = (max(1, width * draft_to // longest), max(1, height * draft_to // longest)) if fit else (draft_to, draft_to)
+                image.draft("RGB", box)
             image.load()  # first frame of animated images
             orientation = _orientation(image)
             rgb = to_rgb(image)

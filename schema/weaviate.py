@@ -2,7 +2,12 @@
 
 DeepLensImage: every ImageRecord field as a property; named vectors `semantic` (cosine) and
 `phash` (hamming), both computed by Weaviate's multi2vec-clip module from the `thumbnail` blob,
-each pointed at its own prefix of the DeepLens module server with `inferenceUrl`.
+each pointed at its own prefix of the DeepLens module server with `inferenceUrl`. A hash-only
+collection (`deeplens schema apply --hash-only`) has the `phash` vector alone: no embedding model
+runs while scanning, for exact and pHash near-duplicates at several times the speed, but no
+similarity search. Weaviate cannot store an object without one of its collection's named vectors
+(an empty module vector fails with "insert called with nil-vector"), so the choice is made when
+the collection is created.
 DeepLensLocation: the storage location registry (no vectors).
 """
 
@@ -62,36 +67,38 @@ def properties_of(model: type[BaseModel]) -> list[wvc.config.Property]:
     return props
 
 
-def image_vectors(modules_url: str) -> list:
+def image_vectors(modules_url: str, hash_only: bool = False) -> list:
     modules_url = modules_url.rstrip("/")
-    return [
-        wvc.config.Configure.Vectors.multi2vec_clip(
-            name=SEMANTIC_VECTOR,
-            image_fields=["thumbnail"],
-            inference_url=f"{modules_url}/semantic",
-            vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.COSINE),
-        ),
-        wvc.config.Configure.Vectors.multi2vec_clip(
-            name=PHASH_VECTOR,
-            image_fields=["thumbnail"],
-            inference_url=f"{modules_url}/phash",
-            # Hamming on 0/1 floats = number of differing bits; no quantization on 64 dims.
-            vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.HAMMING),
-        ),
-    ]
+    semantic = wvc.config.Configure.Vectors.multi2vec_clip(
+        name=SEMANTIC_VECTOR,
+        image_fields=["thumbnail"],
+        inference_url=f"{modules_url}/semantic",
+        vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.COSINE),
+    )
+    phash = wvc.config.Configure.Vectors.multi2vec_clip(
+        name=PHASH_VECTOR,
+        image_fields=["thumbnail"],
+        inference_url=f"{modules_url}/phash",
+        # Hamming on 0/1 floats = number of differing bits; no quantization on 64 dims.
+        vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.HAMMING),
+    )
+    return [phash] if hash_only else [semantic, phash]
 
 
-def apply_schema(client: weaviate.WeaviateClient, modules_url: str) -> list[str]:
-    """Create missing collections, add missing properties; refuse incompatible ones. Returns what changed."""
+def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: bool | None = None) -> list[str]:
+    """Create missing collections, add missing properties; refuse incompatible ones. Returns what changed.
+
+    hash_only: None keeps an existing image collection as it is (and creates a full one);
+    True/False asks for that kind and refuses an existing collection of the other kind."""
     changes = []
     wanted = {
-        IMAGE_COLLECTION: (properties_of(ImageRecord), image_vectors(modules_url)),
+        IMAGE_COLLECTION: (properties_of(ImageRecord), image_vectors(modules_url, bool(hash_only))),
         LOCATION_COLLECTION: (properties_of(StorageLocation), None),
     }
     for name, (props, vectors) in wanted.items():
         if not client.collections.exists(name):
             client.collections.create(name, properties=props, vector_config=vectors)
-            changes.append(f"created collection {name}")
+            changes.append(f"created collection {name}" + (" (hash-only)" if vectors and hash_only else ""))
             continue
         collection = client.collections.use(name)
         config = collection.config.get()
@@ -107,14 +114,36 @@ def apply_schema(client: weaviate.WeaviateClient, modules_url: str) -> list[str]
                     f"{prop.dataType.value}. Migrate or delete the collection (this deletes its data)."
                 )
         if vectors:
-            _check_vectors(name, config, modules_url)
+            _check_vectors(name, config, modules_url, hash_only)
     return changes
 
 
-def _check_vectors(name: str, config, modules_url: str) -> None:
+def is_hash_only(client: weaviate.WeaviateClient) -> bool:
+    """Whether the image collection was created without the `semantic` vector."""
+    return SEMANTIC_VECTOR not in (client.collections.use(IMAGE_COLLECTION).config.get().vector_config or {})
+
+
+class NoSemanticVectors(RuntimeError):
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what} needs semantic vectors, but {IMAGE_COLLECTION} is hash-only (created with "
+            "`deeplens schema apply --hash-only`). Use `search --image ... --near-dup` for copies, or "
+            "index into a collection created without --hash-only."
+        )
+
+
+def _check_vectors(name: str, config, modules_url: str, hash_only: bool | None) -> None:
     modules_url = modules_url.rstrip("/")
-    expected = {SEMANTIC_VECTOR: ("cosine", f"{modules_url}/semantic"), PHASH_VECTOR: ("hamming", f"{modules_url}/phash")}
     have = config.vector_config or {}
+    if hash_only is not None and (SEMANTIC_VECTOR not in have) != hash_only:
+        kind = "hash-only" if SEMANTIC_VECTOR not in have else "a full collection (semantic + phash)"
+        raise SchemaConflict(
+            f"{name} exists as {kind}; Weaviate cannot add or drop a named vector on stored objects. "
+            "Use another Weaviate, or delete the collection (this deletes its data) and scan again."
+        )
+    expected = {PHASH_VECTOR: ("hamming", f"{modules_url}/phash")}
+    if SEMANTIC_VECTOR in have:
+        expected[SEMANTIC_VECTOR] = ("cosine", f"{modules_url}/semantic")
     for vector, (distance, url) in expected.items():
         if vector not in have:
             raise SchemaConflict(f"{name} has no named vector '{vector}'; it was created by something else. "

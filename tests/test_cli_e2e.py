@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
+from deeplens.modules.phash import hex_to_bits
 from deeplens.samples import TRANSFORMS, jpeg_bytes, sample_photos, synthetic_image
 from deeplens.schema.weaviate import IMAGE_COLLECTION
 from tests.cli import run, run_json, uri, weaviate_client
@@ -172,3 +175,65 @@ def test_killed_scan_resumes_without_losses_or_duplicates(env, tmp_path, weaviat
         assert images.aggregate.over_all(total_count=True).total_count == 150
         paths = [o.properties["path"] for o in images.iterator(return_properties=["path"])]
         assert sorted(paths) == sorted(p.name for p in folder.iterdir())
+
+
+def module_calls(modules_url: str) -> dict[str, float]:
+    """Requests the module server answered, per route (from its Prometheus metrics)."""
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{modules_url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "deeplens_requests_total":
+                route = sample.labels["route"]
+                calls[route] = calls.get(route, 0) + sample.value
+    return calls
+
+
+def test_hash_only_collection_finds_copies_without_the_embedding_model(env, two_locations, weaviate, modules_url):
+    archive, exports, edits = two_locations
+    assert "created collection DeepLensImage (hash-only)" in run(env, "schema", "apply", "--hash-only").stdout
+    assert run(env, "schema", "apply").stdout.strip() == "Schema is up to date."  # an existing kind is kept
+    run(env, "storage", "add", "archive", str(archive))
+    run(env, "storage", "add", "exports", str(exports))
+    before = module_calls(modules_url)
+    summaries = run_json(env, "scan", "--all")
+    after = module_calls(modules_url)
+    assert [(s["new"], s["errors"]) for s in summaries] == [(8, 0), (8, 0)]
+    assert set(summaries[0]["stage_seconds"]) == {"read", "decode_thumbnail", "module_features", "weaviate"}
+    # The scanner brings the pHash vector, and there is no semantic vector: Weaviate calls no module.
+    for route in ("/semantic/vectorize", "/phash/vectorize"):
+        assert after.get(route, 0) == before.get(route, 0), route
+
+    with weaviate_client(weaviate) as client:
+        images = client.collections.use(IMAGE_COLLECTION)
+        stored = images.query.fetch_objects(limit=20, include_vector=True, return_properties=["phash", "thumbnail"]).objects
+        assert len(stored) == 16
+        for obj in stored:
+            assert set(obj.vector) == {"phash"}
+            assert obj.vector["phash"] == hex_to_bits(obj.properties["phash"]).astype(float).tolist()
+        # What the scanner sent is what Weaviate's own phash module makes of the stored thumbnail.
+        sample = stored[0]
+        [itself] = images.query.near_image(sample.properties["thumbnail"], target_vector="phash", distance=0.5,
+                                          return_properties=[]).objects
+        assert itself.uuid == sample.uuid
+
+    near = run_json(env, "duplicates", "--near")
+    originals = set()
+    for group in near["groups"]:
+        names = [Path(m["uri"]).stem for m in group["members"] if "/archive/" in m["uri"]]
+        assert len(names) == 1, f"a group mixes unrelated originals: {group}"
+        originals.add(names[0])
+    # pHash alone: recompressed, resized, turned and mirrored copies (crops and borders need embeddings).
+    assert {"astronaut", "coffee", "rocket", "hubble_deep_field", "coins"} <= originals
+    assert run_json(env, "duplicates", "--exact")["total_wasted_bytes"] == (archive / "astronaut.jpg").stat().st_size
+    hits = run_json(env, "search", "--image", str(archive / "rocket.jpg"), "--near-dup")["hits"]
+    assert [h["uri"] for h in hits[:2]] == [uri(archive / "rocket.jpg"), uri(exports / "edited" / "rocket-rot90.jpg")]
+
+    for args in (["--image", str(archive / "rocket.jpg")], ["--text", "a rocket"]):
+        result = run(env, "search", *args, ok=False)
+        assert result.exit_code == 1 and "hash-only" in result.output and "--near-dup" in result.output
+
+
+def test_hash_only_is_refused_for_an_existing_full_collection(env):
+    run(env, "schema", "apply")
+    result = run(env, "schema", "apply", "--hash-only", ok=False)
+    assert result.exit_code == 1 and "exists as a full collection" in result.output and "delete" in result.output
