@@ -43,8 +43,7 @@ bench-quick: weaviate
 
 bench: weaviate
 	$(PY) -m bench.neardup
-	$(PY) bench/scan_throughput.py --images 1000
-	$(PY) bench/scan_throughput.py --images 10000
+	$(PY) bench/scan_throughput.py --images 1000,10000
 	$(PY) bench/modules_throughput.py
 	$(PY) bench/query_latency.py
 
