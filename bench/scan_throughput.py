@@ -6,7 +6,7 @@ photos-like JPEGs with `deeplens scan`, and prints images/s, images/min and a br
     the worker threads; module features and Weaviate writes on the scan's main thread);
   - module server time per route from its /metrics (sum of request seconds, requests, images),
     which shows what Weaviate's own module calls cost (`/semantic/vectorize`);
-  - CPU seconds of each process (scan CLI, module server, Weaviate) from /proc.
+  - CPU seconds and peak memory of each process (scan CLI, module server, Weaviate) from /proc.
 Modes: `full` (named vectors semantic + phash) and `hash-only` (`schema apply --hash-only`: the
 phash vector alone). Bounded: N images per size, one scan per mode.
 
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,13 @@ def deeplens(env: dict, *args: str) -> str:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def module_metrics(modules_url: str) -> dict[str, dict[str, float]]:
@@ -106,6 +114,9 @@ def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
             raise SystemExit(f"deeplens scan failed:\n{stderr}")
         cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in pids.items()}
         cpu["scan"] = sum(os.times()[2:4]) - before_children
+        # The largest child this benchmark has waited for: the scan CLI (the other CLIs are smaller).
+        memory = {name: peak_rss_mb(pid) for name, pid in pids.items()}
+        memory["scan"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         after_metrics = module_metrics(env["DEEPLENS_MODULES_URL"])
     finally:
         deeplens(env, "down")
@@ -114,7 +125,7 @@ def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
         route: {key: after_metrics[route][key] - before_metrics[route][key] for key in after_metrics[route]}
         for route in MODULE_ROUTES
     }
-    return {"mode": mode, "summary": summary, "seconds": seconds, "cpu": cpu, "modules": modules}
+    return {"mode": mode, "summary": summary, "seconds": seconds, "cpu": cpu, "memory": memory, "modules": modules}
 
 
 def main() -> None:
@@ -157,9 +168,10 @@ def main() -> None:
               f"{rate:.1f} | {rate * 60:.0f} |")
 
     print("\nWhere the time goes (seconds; worker stages summed over threads; module routes: time the "
-          "server spent answering, requests, images; CPU seconds per process):\n")
+          "server spent answering, requests, images; CPU seconds and peak RSS in MB per process):\n")
     header = ["mode", "images", "read", "decode+thumbnail", "module features (HTTP)", "Weaviate writes",
-              *[f"module {route}" for route in MODULE_ROUTES], "CPU scan", "CPU modules", "CPU Weaviate"]
+              *[f"module {route}" for route in MODULE_ROUTES], "CPU scan", "CPU modules", "CPU Weaviate",
+              "peak MB scan / modules / Weaviate"]
     print("| " + " | ".join(header) + " |")
     print("|---|" + "---:|" * (len(header) - 1))
     for run in runs:
@@ -170,6 +182,7 @@ def main() -> None:
             m = run["modules"][route]
             cells.append(f"{m['seconds']:.1f} ({m['requests']:.0f} req, {m['images']:.0f} img)" if m["requests"] else "-")
         cells += [f"{run['cpu'][name]:.1f}" for name in ("scan", "modules", "weaviate")]
+        cells.append(" / ".join(f"{run['memory'][name]:.0f}" for name in ("scan", "modules", "weaviate")))
         print("| " + " | ".join(cells) + " |")
 
 

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -62,9 +63,14 @@ class ScanSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     error_list: list[dict] = field(default_factory=list)
 
-    def timed(self, stage: str, started: float) -> None:
-        with _STAGE_LOCK:  # the read stages are timed from several threads at once
-            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            with _STAGE_LOCK:  # the read stages are timed from several threads at once
+                self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 @dataclass
@@ -143,16 +149,13 @@ def scan(
                     not_images.append(obj.path)
                 else:
                     _record_error(summary, obj, outcome)
-            started = time.perf_counter()
-            _add_features(modules, pending, summary, semantic=semantic)
-            summary.timed("module_features", started)
-            started = time.perf_counter()
-            stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
-            summary.timed("weaviate", started)
+            with summary.timing("module_features"):
+                _add_features(modules, pending, summary, semantic=semantic)
+            with summary.timing("weaviate"):
+                stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
             if elasticsearch is not None:
-                started = time.perf_counter()
-                stored = _index_elasticsearch(elasticsearch, stored, summary)
-                summary.timed("elasticsearch", started)
+                with summary.timing("elasticsearch"):
+                    stored = _index_elasticsearch(elasticsearch, stored, summary)
             for p in stored:
                 if p.listed.path in known:
                     summary.changed += 1
@@ -192,17 +195,15 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: list, window: in
 def _read(fs, location: StorageLocation, summary: ScanSummary, obj: storage.ListedObject):
     """ImageRecord, None for a file that is not an image, or the exception to record."""
     try:
-        started = time.perf_counter()
-        data = storage.read_bytes(fs, obj.fs_path)
-        summary.timed("read", started)
+        with summary.timing("read"):
+            data = storage.read_bytes(fs, obj.fs_path)
         extension = posixpath.splitext(obj.path)[1].lstrip(".").lower()
         if not data:
             raise BadImage("file is empty (zero bytes)")
         if storage.sniff_image_type(data[:64]) is None and extension not in storage.IMAGE_EXTENSIONS:
             return None
-        started = time.perf_counter()
-        facts = extract(data)
-        summary.timed("decode_thumbnail", started)
+        with summary.timing("decode_thumbnail"):
+            facts = extract(data)
     except (storage.StorageError, BadImage) as exc:
         return exc
     folder, filename = posixpath.split(obj.path)
