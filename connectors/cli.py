@@ -20,7 +20,7 @@ from deeplens.connectors.search import read_query_image, search_image, search_te
 from deeplens.connectors.weaviate_client import DatabaseUnavailable, connect
 from deeplens.modules.images import BadImage
 from deeplens.schema.models import StorageLocation
-from deeplens.schema.weaviate import IMAGE_COLLECTION, NoSemanticVectors, SchemaConflict, apply_schema
+from deeplens.schema.weaviate import IMAGE_COLLECTION, NoSemanticVectors, SchemaConflict, apply_schema, is_hash_only
 from weaviate.exceptions import WeaviateQueryError
 
 console = Console(stderr=True)
@@ -309,6 +309,9 @@ def duplicates_command(mode, max_distance, max_semantic_distance, locations, as_
     else:
         queries, connection = dup, database()
     with connection as db:
+        if mode == "near" and backend == "weaviate" and is_hash_only(db):
+            console.print("Hash-only collection: near duplicates by pHash (rotations and mirrors included) only; "
+                          "crops, borders and watermarks need the semantic vectors.")
         if mode == "near":
             with _progress() as bar:
                 task = bar.add_task("near-duplicate search", total=None)

@@ -3,6 +3,7 @@ driven through the `deeplens` CLI."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -218,7 +219,9 @@ def test_hash_only_collection_finds_copies_without_the_embedding_model(env, two_
                                           return_properties=[]).objects
         assert itself.uuid == sample.uuid
 
-    near = run_json(env, "duplicates", "--near")
+    result = run(env, "duplicates", "--near", "--json")
+    assert "Hash-only collection: near duplicates by pHash" in result.stderr
+    near = json.loads(result.stdout)
     originals = set()
     for group in near["groups"]:
         names = [Path(m["uri"]).stem for m in group["members"] if "/archive/" in m["uri"]]
