@@ -37,13 +37,13 @@ demo: weaviate
 # Benchmarks print tables (bench/README.md); they are never part of `make test`.
 bench-quick: weaviate
 	$(PY) -m bench.neardup --quick
-	$(PY) bench/scan_throughput.py --images 200
+	$(PY) -m bench.scan_throughput --images 200
 	$(PY) bench/modules_throughput.py --images 48
 	$(PY) bench/query_latency.py --quick
 
 bench: weaviate
 	$(PY) -m bench.neardup
-	$(PY) bench/scan_throughput.py --images 1000,10000
+	$(PY) -m bench.scan_throughput --images 1000,10000 --imagededup
 	$(PY) bench/modules_throughput.py
 	$(PY) bench/query_latency.py
 

@@ -482,21 +482,6 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
                 r.raise_for_status()
                 variants.append(list(dict.fromkeys(r.json()["results"][0]["phash_dihedral"].values())))
 
-            variant_pool = ThreadPoolExecutor(8)
-
-            def near_dup_parallel(data):
-                """PROPOSED fix, not the shipped path: one reused HTTP client, the variants queried concurrently."""
-                thumb = extract(data).thumbnail
-                r = modules.post("/v1/features", json={"images": [{"data": thumb}], "features": ["dihedral"]})
-                r.raise_for_status()
-                hashes = list(dict.fromkeys(r.json()["results"][0]["phash_dihedral"].values()))
-                return list(variant_pool.map(lambda h: collection.query.near_vector(
-                    near_vector=hex_to_bits(h).astype(float).tolist(), target_vector=PHASH_VECTOR,
-                    distance=dup.DEFAULT_MAX_DISTANCE, limit=10,
-                    return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES), hashes))
-
-            row["search_near_dup_parallel"] = pct(timed(near_dup_parallel, queries))
-            variant_pool.shutdown()
             row["part_features"] = pct(timed(features_call, thumbs))
             variants = variants[-len(thumbs):]
             flat = [v for vs in variants for v in vs]
@@ -527,22 +512,6 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
             if exact_runs:
                 row["exact"] = pct(exact_runs)
                 row["exact_groups"] = len(groups)
-            started = time.perf_counter()
-            try:
-                aggregate = collection.aggregate.over_all(
-                    group_by=wvc.aggregate.GroupByAggregate(prop="content_sha256", limit=1_000_000), total_count=True)
-                row["exact_part_aggregate_s"] = time.perf_counter() - started
-                row["exact_aggregate_groups_returned"] = len(aggregate.groups)
-            except Exception as exc:  # noqa: BLE001
-                row["exact_part_aggregate_s"] = time.perf_counter() - started
-                row["exact_aggregate_groups_returned"] = f"failed ({type(exc).__name__})"
-            started = time.perf_counter()
-            counts: dict[str, int] = {}
-            for obj in collection.iterator(return_properties=["content_sha256"]):
-                sha = obj.properties["content_sha256"]
-                counts[sha] = counts.get(sha, 0) + 1
-            row["exact_alt_cursor_s"] = time.perf_counter() - started  # PROPOSED replacement of the aggregate
-            row["exact_alt_cursor_dups"] = sum(1 for c in counts.values() if c > 1)
 
             # duplicates --near
             started = time.perf_counter()
@@ -607,8 +576,6 @@ def print_report(args, report: dict) -> None:
     else:
         print("| `search --text` | " + " | ".join("n/a: offline profile has no text model" for _ in sizes) + " |")
     line("`duplicates` exact (exact_groups), 5 runs (3 above 20k)", "exact")
-    if "search_near_dup_parallel" in rows[sizes[0]]:
-        line("PROPOSED: `--near-dup` with the variant queries in parallel (not shipped)", "search_near_dup_parallel")
     print()
     print("Parts of `search --image` (same queries, measured separately; ms p50 / p95 / p99):\n")
     print(header)
@@ -632,13 +599,6 @@ def print_report(args, report: dict) -> None:
 
     cell("synthetic insert (objects/s, with vectors)", lambda r: f"{r['insert_per_s']:.0f}" if r["insert_per_s"] else "-")
     cell("exact: groups found", lambda r: f"{r['exact_groups']:,}" if "exact_groups" in r else f"FAILED: {r['exact_error']}")
-    cell("exact: Aggregate groupBy alone (s) / groups returned",
-         lambda r: f"{r['exact_part_aggregate_s']:.2f} / {r['exact_aggregate_groups_returned']:,}"
-         if isinstance(r["exact_aggregate_groups_returned"], int)
-         else f"{r['exact_part_aggregate_s']:.0f} / {r['exact_aggregate_groups_returned']}")
-    if "exact_alt_cursor_s" in rows[sizes[0]]:
-        cell("PROPOSED exact: cursor over content_sha256, count client-side (s) / groups",
-             lambda r: f"{r['exact_alt_cursor_s']:.2f} / {r['exact_alt_cursor_dups']:,}")
     cell("near: iterate all objects (s)", lambda r: f"{r['near_iterate_s']:.1f}")
     cell("near: sample of per-image queries (images, queries/s)",
          lambda r: f"{r['near_sample']['images']}, {r['near_sample']['queries_per_s']:.0f}")

