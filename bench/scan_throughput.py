@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -120,21 +119,25 @@ def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
         deeplens(env, "storage", "add", "bench", str(photos))
         before_metrics = module_metrics(env["DEEPLENS_MODULES_URL"])
         before_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        before_children = sum(os.times()[2:4])  # CPU of exited children: the scan CLI, once it ends
         started = time.perf_counter()
-        scan = subprocess.Popen(
-            [sys.executable, "-m", "deeplens", "scan", "bench", "--workers", str(args.workers), "--json"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        stdout, stderr = scan.communicate()
-        seconds = time.perf_counter() - started
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            scan = subprocess.Popen(
+                [sys.executable, "-m", "deeplens", "scan", "bench", "--workers", str(args.workers), "--json"],
+                env=env, stdout=out, stderr=err, text=True,
+            )
+            # wait4: the CPU time and peak memory of this one child, whatever else ran before it.
+            _, status, usage = os.wait4(scan.pid, 0)
+            scan.returncode = os.waitstatus_to_exitcode(status)
+            seconds = time.perf_counter() - started
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
         if scan.returncode:
             raise SystemExit(f"deeplens scan failed:\n{stderr}")
         cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in pids.items()}
-        cpu["scan"] = sum(os.times()[2:4]) - before_children
-        # The largest child this benchmark has waited for: the scan CLI (the other CLIs are smaller).
+        cpu["scan"] = usage.ru_utime + usage.ru_stime
         memory = {name: peak_rss_mb(pid) for name, pid in pids.items()}
-        memory["scan"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        memory["scan"] = usage.ru_maxrss / 1024
         after_metrics = module_metrics(env["DEEPLENS_MODULES_URL"])
     finally:
         deeplens(env, "down")
