@@ -17,7 +17,7 @@ import posixpath
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -39,7 +39,8 @@ from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, is_hash_onl
 
 CHUNK = 32  # images per module call and per Weaviate batch
 READ_AHEAD = 8  # chunks read ahead of the database writes: bounds memory when the writes are slower
-_STAGE_LOCK = threading.Lock()
+WRITERS = 3  # chunks being vectorized and written at once (bench/RESULTS.md: one left the CPU idle)
+_SUMMARY_LOCK = threading.Lock()
 KEPT_ERRORS = 1000  # per-file errors stored on the location after a scan
 
 
@@ -58,8 +59,8 @@ class ScanSummary:
     seconds: float = 0.0
     images_per_second: float = 0.0
     finished_at: str = ""
-    # Where the time went, in seconds summed over threads: reading runs on `workers` threads at
-    # once, the module call and the database writes one chunk at a time while reading goes on.
+    # Where the time went, in seconds summed over threads: reading runs on `workers` threads, the
+    # module calls and database writes on WRITERS threads, all at once.
     stage_seconds: dict[str, float] = field(default_factory=dict)
     error_list: list[dict] = field(default_factory=list)
 
@@ -69,7 +70,7 @@ class ScanSummary:
         try:
             yield
         finally:
-            with _STAGE_LOCK:  # the read stages are timed from several threads at once
+            with _SUMMARY_LOCK:  # stages are timed from several threads at once
                 self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
@@ -137,31 +138,41 @@ def scan(
     # collection is hash-only: then no embedding model runs during the scan at all.
     semantic = elasticsearch is not None and not is_hash_only(client)
     collection = client.collections.use(IMAGE_COLLECTION)
-    with httpx.Client(base_url=modules_url, timeout=120) as modules, ThreadPoolExecutor(workers) as pool:
-        reads = _bounded_map(pool, lambda obj: (obj, _read(fs, location, summary, obj)), todo, READ_AHEAD * CHUNK)
-        for chunk in _chunks(reads, CHUNK):
-            pending = []
-            for obj, outcome in chunk:
-                if isinstance(outcome, ImageRecord):
-                    pending.append(Pending(obj, outcome))
-                    summary.bytes_read += outcome.size_bytes
-                elif outcome is None:
-                    not_images.append(obj.path)
-                else:
-                    _record_error(summary, obj, outcome)
-            with summary.timing("module_features"):
-                _add_features(modules, pending, summary, semantic=semantic)
-            with summary.timing("weaviate"):
-                stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
-            if elasticsearch is not None:
-                with summary.timing("elasticsearch"):
-                    stored = _index_elasticsearch(elasticsearch, stored, summary)
+    def store(chunk: list) -> tuple[int, list[Pending], list[str], int]:
+        """One chunk: features from the module server, then the Weaviate (and ES) writes; runs on a
+        writer thread, so Weaviate vectorizes one chunk while the next one's features are fetched."""
+        pending, chunk_not_images = [], []
+        for obj, outcome in chunk:
+            if isinstance(outcome, ImageRecord):
+                pending.append(Pending(obj, outcome))
+            elif outcome is None:
+                chunk_not_images.append(obj.path)
+            else:
+                _record_error(summary, obj, outcome)
+        with summary.timing("module_features"):
+            _add_features(modules, pending, summary, semantic=semantic)
+        with summary.timing("weaviate"):
+            stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
+        if elasticsearch is not None:
+            with summary.timing("elasticsearch"):
+                stored = _index_elasticsearch(elasticsearch, stored, summary)
+        return len(chunk), stored, chunk_not_images, sum(p.record.size_bytes for p in pending)
+
+    with (
+        httpx.Client(base_url=modules_url, timeout=120) as modules,
+        ThreadPoolExecutor(workers) as readers,
+        ThreadPoolExecutor(WRITERS) as writers,
+    ):
+        reads = _bounded_map(readers, lambda obj: (obj, _read(fs, location, summary, obj)), todo, READ_AHEAD * CHUNK)
+        for count, stored, chunk_not_images, bytes_read in _bounded_map(writers, store, _chunks(reads, CHUNK), WRITERS):
+            not_images += chunk_not_images
+            summary.bytes_read += bytes_read
             for p in stored:
                 if p.listed.path in known:
                     summary.changed += 1
                 else:
                     summary.new += 1
-            on_done(len(chunk))
+            on_done(count)
 
     summary.skipped_not_images = len(not_images)
     gone = [path for path in known if path not in listed] + [path for path in not_images if path in known]
@@ -180,7 +191,7 @@ def scan(
     return summary
 
 
-def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: list, window: int) -> Iterator:
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
     """pool.map, in order, with at most `window` results waiting: Executor.map submits everything
     at once and would hold every thumbnail in memory when the database is the slower side."""
     pending: collections.deque = collections.deque()
@@ -240,8 +251,9 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 
 def _record_error(summary: ScanSummary, obj: storage.ListedObject, error: Exception) -> None:
-    summary.errors += 1
-    summary.error_list.append({"path": obj.path, "uri": obj.uri, "error": str(error)})
+    with _SUMMARY_LOCK:  # writer threads record errors at once
+        summary.errors += 1
+        summary.error_list.append({"path": obj.path, "uri": obj.uri, "error": str(error)})
 
 
 def _add_features(modules: httpx.Client, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:
@@ -276,10 +288,11 @@ def _index_elasticsearch(target: ElasticsearchTarget, stored: list[Pending], sum
     ]
     result = index_records(target.client, documents, target.pipeline)
     failed = set()
-    for error in result.errors:
-        failed.add(error.path)
-        summary.errors += 1
-        summary.error_list.append({"path": error.path, "uri": "", "error": f"Elasticsearch: {error.error}"})
+    with _SUMMARY_LOCK:  # writer threads record errors at once
+        for error in result.errors:
+            failed.add(error.path)
+            summary.errors += 1
+            summary.error_list.append({"path": error.path, "uri": "", "error": f"Elasticsearch: {error.error}"})
     return [p for p in stored if p.record.path not in failed]
 
 

@@ -154,7 +154,8 @@ def serve() -> None:
 @click.option("--random-weights", is_flag=True, help="Untrained weights, for plumbing tests only (logged loudly).")
 @click.option("--clip-checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Local open_clip ViT-B-32 checkpoint instead of the model hub.")
-@click.option("--max-batch", type=int, default=32, help="Most images per semantic model call.")
+@click.option("--max-batch", type=int, default=None,
+              help="Most images per semantic model call. Default: 8 on CPU, 32 on CUDA.")
 @click.option("--max-wait-ms", type=float, default=0.0,
               help="How long a batch waits for more images once one arrives (0: requests arriving while the "
                    "model runs form the next batch).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Literal
 
 from fastapi import FastAPI, Request
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from deeplens.modules import phash
-from deeplens.modules.engine import Engine, EngineConfig
+from deeplens.modules.engine import Engine, EngineConfig, default_max_batch
 from deeplens.modules.images import BadImage, decode_base64
 from deeplens.modules.meta import phash_meta, semantic_meta, server_meta
 from deeplens.modules.metrics import Metrics
@@ -67,6 +68,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     config = config or EngineConfig()
+    if config.max_batch is None:
+        config = replace(config, max_batch=default_max_batch(model.device))
     metrics = Metrics()
     engine = Engine(model, config, metrics)
 
