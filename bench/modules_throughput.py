@@ -58,7 +58,9 @@ def make_jpegs(count: int, longest_side: int, quality: int = 90) -> list[bytes]:
 
 def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "deeplens", "serve", "modules", "--host", "127.0.0.1", "--port", str(port),
-            "--profile", args.profile, "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
+            "--profile", args.profile, "--max-wait-ms", str(args.max_wait_ms)]
+    if args.max_batch:
+        argv += ["--max-batch", str(args.max_batch)]
     if args.random_weights:
         argv.append("--random-weights")
     if args.device:
@@ -133,7 +135,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024,256", help="longest side of the JPEGs, comma-separated")
     parser.add_argument("--concurrency", default="1,8,32", help="requests in flight, comma-separated")
     parser.add_argument("--endpoints", default="phash,semantic")
-    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=None, help="default: the server's (8 on CPU, 32 on CUDA)")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -143,7 +145,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(f"machine: {platform.machine()}, {cores} CPU cores, {platform.platform()}; python {platform.python_version()}")
     print(f"server: profile {args.profile}{' (RANDOM WEIGHTS)' if args.random_weights else ''}, "
-          f"max batch {args.max_batch}, max wait {args.max_wait_ms} ms; {args.images} requests of 1 image per row\n")
+          f"max wait {args.max_wait_ms} ms; {args.images} requests of 1 image per row\n")
     jpegs = {size: make_jpegs(args.images, size) for size in sizes}
     bodies = {size: [json.dumps({"images": [base64.b64encode(j).decode()]}).encode() for j in jpegs[size]] for size in sizes}
 
@@ -155,7 +157,7 @@ def main() -> None:
         try:
             meta = httpx.get(f"{url}/meta").json()
             print(f"model: {meta['models']['semantic']['model']} on {meta['models']['semantic']['device']}, "
-                  f"weights: {meta['models']['semantic']['weights']}\n")
+                  f"weights: {meta['models']['semantic']['weights']}; batching: {meta['batching']}\n")
             for endpoint in endpoints:
                 path = f"/{endpoint}/vectorize"
                 asyncio.run(run_load(url, path, bodies[sizes[0]][:8], 4))  # warm-up
