@@ -75,8 +75,10 @@ def open_image(
             image_format = image.format
             if draft_to and image_format == "JPEG":
                 # Pillow keeps both sides >= the requested box; for fit, a box of the image's shape.
-                longest = max(width, height)
-                box = (max(1, width * draft_to // longest), max(1, height * draft_to // longest)) if fit else (draft_to, draft_to)
+                box = (draft_to, draft_to)
+                if fit:
+                    longest = max(width, height)
+                    box = (max(1, width * draft_to // longest), max(1, height * draft_to // longest))
                 image.draft("RGB", box)
             image.load()  # first frame of animated images
             orientation = _orientation(image)
