@@ -3,12 +3,15 @@ Weaviate answers: nearImage on `semantic`, or Hamming nearVector on `phash` for 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import fsspec
 import httpx
 import weaviate
 from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.exceptions import WeaviateQueryError
 
 from deeplens.connectors.duplicates import DEFAULT_MAX_DISTANCE
 from deeplens.connectors.extract import extract
@@ -41,12 +44,11 @@ def search_image(
     where = Filter.by_property("location").contains_any(locations) if locations else None
     thumbnail = extract(data).thumbnail
     if not near_dup:
-        if is_hash_only(client):
-            raise NoSemanticVectors("search --image (similar images)")
-        response = collection.query.near_image(
-            near_image=thumbnail, target_vector=SEMANTIC_VECTOR, limit=limit, filters=where,
-            return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES,
-        )
+        with _semantic_needed(client, "search --image (similar images)"):
+            response = collection.query.near_image(
+                near_image=thumbnail, target_vector=SEMANTIC_VECTOR, limit=limit, filters=where,
+                return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES,
+            )
         return [_hit(obj, "distance", round(obj.metadata.distance, 4)) for obj in response.objects]
 
     body = {"images": [{"data": thumbnail}], "features": ["dihedral"]}
@@ -73,15 +75,26 @@ def search_image(
     return [_hit(obj, "hamming_distance", distance) for distance, obj in ranked]
 
 
+@contextmanager
+def _semantic_needed(client: weaviate.WeaviateClient, what: str) -> Iterator[None]:
+    """A failed query on a hash-only collection becomes the error that says why; the collection's
+    kind is looked up only then, not on every search."""
+    try:
+        yield
+    except WeaviateQueryError:
+        if is_hash_only(client):
+            raise NoSemanticVectors(what) from None
+        raise
+
+
 def search_text(
     client: weaviate.WeaviateClient, text: str, limit: int = 10, locations: list[str] | None = None
 ) -> list[dict]:
-    if is_hash_only(client):
-        raise NoSemanticVectors("search --text")
     collection = client.collections.use(IMAGE_COLLECTION)
     where = Filter.by_property("location").contains_any(locations) if locations else None
-    response = collection.query.near_text(
-        query=text, target_vector=SEMANTIC_VECTOR, limit=limit, filters=where,
-        return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES,
-    )
+    with _semantic_needed(client, "search --text"):
+        response = collection.query.near_text(
+            query=text, target_vector=SEMANTIC_VECTOR, limit=limit, filters=where,
+            return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES,
+        )
     return [_hit(obj, "distance", round(obj.metadata.distance, 4)) for obj in response.objects]
