@@ -39,13 +39,13 @@ bench-quick: weaviate
 	$(PY) -m bench.neardup --quick
 	$(PY) -m bench.scan_throughput --images 200
 	$(PY) bench/modules_throughput.py --images 48
-	$(PY) bench/query_latency.py --quick
+	$(PY) -m bench.query_latency --quick
 
 bench: weaviate
 	$(PY) -m bench.neardup
 	$(PY) -m bench.scan_throughput --images 1000,10000 --imagededup
 	$(PY) bench/modules_throughput.py
-	$(PY) bench/query_latency.py
+	$(PY) -m bench.query_latency
 
 clean:
 	rm -rf $(VENV) build *.egg-info

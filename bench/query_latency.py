@@ -18,9 +18,9 @@ At every size it measures, sequentially from one client (latency, not throughput
 and the split of `search --image` into its parts, plus peak RSS (VmHWM) of Weaviate, the module
 server and this process.
 
-    .venv/bin/python bench/query_latency.py                                   # 10k and 100k, offline profile
-    .venv/bin/python bench/query_latency.py --quick                           # 2000 images (make bench-quick)
-    .venv/bin/python bench/query_latency.py --profile clip --random-weights   # adds search --text
+    .venv/bin/python -m bench.query_latency                                   # 10k and 100k, offline profile
+    .venv/bin/python -m bench.query_latency --quick                           # 2000 images (make bench-quick)
+    .venv/bin/python -m bench.query_latency --profile clip --random-weights   # adds search --text
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ import numpy as np
 import weaviate.classes as wvc
 from weaviate.classes.query import MetadataQuery
 
+from bench.procstats import cpu_seconds, proc_status, stack_pids
 from deeplens.config import Settings
 from deeplens.connectors import duplicates as dup
 from deeplens.connectors.extract import extract
 from deeplens.connectors.search import RESULT_PROPERTIES, search_image, search_text
 from deeplens.connectors.weaviate_client import connect
-from deeplens.modules.phash import BITS, hex_to_bits
+from deeplens.modules.phash import BITS, hex_to_vector
 from deeplens.processes import free_port
 from deeplens.samples import TRANSFORMS, jpeg_bytes, sample_photos, synthetic_image
 from deeplens.schema.models import DEEPLENS_NAMESPACE, phash_bands
@@ -70,28 +71,6 @@ def deeplens(env: dict, *args: str) -> str:
     if result.returncode:
         raise SystemExit(f"deeplens {' '.join(args)} failed:\n{result.stderr}")
     return result.stdout
-
-
-def proc_status(pid: int) -> dict[str, float]:
-    """VmHWM (peak RSS) and VmRSS in MB from /proc/<pid>/status."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
-                out[key] = int(value.split()[0]) / 1024
-    except FileNotFoundError:
-        pass
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
@@ -121,10 +100,6 @@ def module_images(modules: httpx.Client) -> dict[str, float]:
             route = line.split('route="', 1)[1].split('"', 1)[0]
             out[route] = float(line.rsplit(" ", 1)[1])
     return out
-
-
-def stack_pids(data_dir: Path) -> dict[str, int]:
-    return {p.stem: json.loads(p.read_text())["pid"] for p in sorted((data_dir / "run").glob("*.json"))}
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -234,7 +209,7 @@ class SyntheticMaker:
                 wvc.data.DataObject(
                     properties=properties,
                     uuid=uuidlib.uuid5(DEEPLENS_NAMESPACE, f"{SYNTHETIC_LOCATION}\0{path}"),
-                    vector={SEMANTIC_VECTOR: vec.tolist(), PHASH_VECTOR: hex_to_bits(variants[0]).astype(float).tolist()},
+                    vector={SEMANTIC_VECTOR: vec.tolist(), PHASH_VECTOR: hex_to_vector(variants[0])},
                 )
             )
         return objects
@@ -308,7 +283,7 @@ def neighbours_sample(collection, rows: list[tuple[str, list[str]]], workers: in
         uuid, variants = row
         for variant in variants[:1]:  # as near_groups: turned copies come from hash bands, in memory
             collection.query.near_vector(
-                near_vector=hex_to_bits(variant).astype(float).tolist(), target_vector=PHASH_VECTOR,
+                near_vector=hex_to_vector(variant), target_vector=PHASH_VECTOR,
                 distance=dup.DEFAULT_MAX_DISTANCE, limit=dup.NEIGHBOURS,
                 return_metadata=MetadataQuery(distance=True), return_properties=[],
             )
@@ -488,7 +463,7 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
             row["variants_per_query"] = len(flat) / len(variants)
             row["part_near_vector_phash"] = pct(timed(
                 lambda h: collection.query.near_vector(
-                    near_vector=hex_to_bits(h).astype(float).tolist(), target_vector=PHASH_VECTOR,
+                    near_vector=hex_to_vector(h), target_vector=PHASH_VECTOR,
                     distance=dup.DEFAULT_MAX_DISTANCE, limit=10,
                     return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES),
                 flat))

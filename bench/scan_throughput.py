@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.procstats import cpu_seconds, proc_status, stack_pids
 from deeplens.processes import free_port
 from deeplens.samples import jpeg_bytes, synthetic_image
 
@@ -43,18 +44,6 @@ def deeplens(env: dict, *args: str) -> str:
     if result.returncode:
         raise SystemExit(f"deeplens {' '.join(args)} failed:\n{result.stderr}")
     return result.stdout
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def module_metrics(modules_url: str) -> dict[str, dict[str, float]]:
@@ -110,10 +99,7 @@ def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
     }
     deeplens(env, "up")
     try:
-        pids = {
-            name: json.loads((Path(env["DEEPLENS_DATA_DIR"]) / "run" / f"{name}.json").read_text())["pid"]
-            for name in ("modules", "weaviate")
-        }
+        pids = stack_pids(Path(env["DEEPLENS_DATA_DIR"]))
         if mode == "hash-only":
             deeplens(env, "schema", "apply", "--hash-only")
         deeplens(env, "storage", "add", "bench", str(photos))
@@ -136,7 +122,7 @@ def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
             raise SystemExit(f"deeplens scan failed:\n{stderr}")
         cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in pids.items()}
         cpu["scan"] = usage.ru_utime + usage.ru_stime
-        memory = {name: peak_rss_mb(pid) for name, pid in pids.items()}
+        memory = {name: proc_status(pid).get("VmHWM", 0.0) for name, pid in pids.items()}
         memory["scan"] = usage.ru_maxrss / 1024
         after_metrics = module_metrics(env["DEEPLENS_MODULES_URL"])
     finally:

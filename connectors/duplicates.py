@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import weaviate
 from weaviate.classes.query import Filter, MetadataQuery
 
-from deeplens.modules.phash import hamming, hex_to_bits
+from deeplens.modules.phash import hamming, hex_to_vector
 from deeplens.schema.models import phash_bands
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, is_hash_only
 
@@ -146,7 +146,7 @@ def near_groups(
         found: dict[str, int] = dict(turned.get(uuid, {}))
         for variant in hashes[uuid][:1]:  # the image as it is; turned copies are matched above
             response = collection.query.near_vector(
-                near_vector=hex_to_bits(variant).astype(float).tolist(),
+                near_vector=hex_to_vector(variant),
                 target_vector=PHASH_VECTOR,
                 distance=max_distance,
                 limit=NEIGHBOURS,

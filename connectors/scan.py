@@ -33,7 +33,7 @@ from deeplens.connectors.extract import extract
 from deeplens.connectors.registry import save_location
 from deeplens.connectors.retry import retry
 from deeplens.modules.images import BadImage
-from deeplens.modules.phash import hex_to_bits
+from deeplens.modules.phash import hex_to_vector
 from deeplens.schema.models import ImageRecord, StorageLocation, image_id, phash_bands, utcnow
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, is_hash_only, to_properties
 
@@ -251,9 +251,13 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 
 def _record_error(summary: ScanSummary, obj: storage.ListedObject, error: Exception) -> None:
+    _record_errors(summary, [{"path": obj.path, "uri": obj.uri, "error": str(error)}])
+
+
+def _record_errors(summary: ScanSummary, errors: list[dict]) -> None:
     with _SUMMARY_LOCK:  # writer threads record errors at once
-        summary.errors += 1
-        summary.error_list.append({"path": obj.path, "uri": obj.uri, "error": str(error)})
+        summary.errors += len(errors)
+        summary.error_list.extend(errors)
 
 
 def _add_features(modules: httpx.Client, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:
@@ -287,12 +291,8 @@ def _index_elasticsearch(target: ElasticsearchTarget, stored: list[Pending], sum
         for p in stored
     ]
     result = index_records(target.client, documents, target.pipeline)
-    failed = set()
-    with _SUMMARY_LOCK:  # writer threads record errors at once
-        for error in result.errors:
-            failed.add(error.path)
-            summary.errors += 1
-            summary.error_list.append({"path": error.path, "uri": "", "error": f"Elasticsearch: {error.error}"})
+    _record_errors(summary, [{"path": e.path, "uri": "", "error": f"Elasticsearch: {e.error}"} for e in result.errors])
+    failed = {error.path for error in result.errors}
     return [p for p in stored if p.record.path not in failed]
 
 
@@ -304,7 +304,7 @@ def _upsert(collection, pending: list[Pending], summary: ScanSummary) -> list[Pe
         weaviate.classes.data.DataObject(
             properties=to_properties(p.record),
             uuid=p.record.id,
-            vector={PHASH_VECTOR: hex_to_bits(p.record.phash).astype(float).tolist()},
+            vector={PHASH_VECTOR: hex_to_vector(p.record.phash)},
         )
         for p in pending
     ]

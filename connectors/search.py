@@ -16,7 +16,7 @@ from weaviate.exceptions import WeaviateQueryError
 from deeplens.connectors.duplicates import DEFAULT_MAX_DISTANCE
 from deeplens.connectors.extract import extract
 from deeplens.connectors.retry import retry
-from deeplens.modules.phash import hex_to_bits
+from deeplens.modules.phash import hex_to_vector
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, NoSemanticVectors, is_hash_only
 
 RESULT_PROPERTIES = ["location", "uri", "path", "size_bytes", "width", "height", "format"]
@@ -57,7 +57,7 @@ def search_image(
 
     def query(variant: str):
         return collection.query.near_vector(
-            near_vector=hex_to_bits(variant).astype(float).tolist(), target_vector=PHASH_VECTOR,
+            near_vector=hex_to_vector(variant), target_vector=PHASH_VECTOR,
             distance=max_distance, limit=limit, filters=where,
             return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES,
         )

@@ -55,6 +55,11 @@ def hex_to_bits(hex_hash: str) -> np.ndarray:
     return np.array([(value >> (BITS - 1 - i)) & 1 for i in range(BITS)], dtype=np.uint8)
 
 
+def hex_to_vector(hex_hash: str) -> list[float]:
+    """The 64-d 0/1 vector of Weaviate's `phash` named vector (Hamming distance = differing bits)."""
+    return hex_to_bits(hex_hash).astype(float).tolist()
+
+
 def phash_bits(image: Image.Image) -> np.ndarray:
     return hash_bits(grayscale_grid(image))
 
