@@ -9,11 +9,11 @@ have no thumbnail; they exist to give the vector indexes and aggregations their 
 flags them.
 
 At every size it measures, sequentially from one client (latency, not throughput):
-  search --image             connectors.search.search_image (thumbnail + module call + nearImage)
-  search --image --near-dup  connectors.search.search_image(near_dup=True) (/v1/features + 8 nearVector)
-  search --text              connectors.search.search_text (clip profile only)
-  duplicates (exact)         connectors.duplicates.exact_groups
-  duplicates --near          connectors.duplicates.near_groups: the full run at sizes <= --near-full-max,
+  search --image             queries.search.search_image (thumbnail + module call + nearImage)
+  search --image --near-dup  queries.search.search_image(near_dup=True) (/v1/features + 8 nearVector)
+  search --text              queries.search.search_text (clip profile only)
+  duplicates (exact)         queries.grouping.exact_groups
+  duplicates --near          queries.grouping.near_groups: the full run at sizes <= --near-full-max,
                              above that a bounded sample of the same per-image queries, extrapolated
 and the split of `search --image` into its parts, plus peak RSS (VmHWM) of Weaviate, the module
 server and this process.
@@ -48,9 +48,12 @@ from weaviate.classes.query import MetadataQuery
 
 from bench.procstats import cpu_seconds, proc_status, stack_pids
 from deeplens.config import Settings
-from deeplens.connectors import duplicates as dup
+from deeplens.connectors.modules_client import ModulesClient
+from deeplens.connectors.queries import grouping as dup
+from deeplens.connectors.queries.backend import RESULT_FIELDS
+from deeplens.connectors.queries.weaviate import WeaviateBackend
 from deeplens.connectors.extract import extract
-from deeplens.connectors.search import RESULT_PROPERTIES, search_image, search_text
+from deeplens.connectors.queries.search import search_image, search_text
 from deeplens.connectors.weaviate_client import connect
 from deeplens.modules.phash import BITS, hex_to_vector
 from deeplens.processes import free_port
@@ -274,25 +277,16 @@ def timed(run, inputs: list, warmup: int = 3) -> list[float]:
     return out
 
 
-def neighbours_sample(collection, rows: list[tuple[str, list[str]]], workers: int) -> tuple[float, int]:
-    """The per-image queries of near_groups (same parameters), for a sample of images; returns
-    (seconds, queries sent)."""
+def neighbours_sample(backend: WeaviateBackend, rows: list[tuple[str, str]], workers: int) -> tuple[float, int]:
+    """The per-image queries of near_groups (same backend calls, same parameters), for a sample of
+    images; returns (seconds, queries sent)."""
     queries = [0]
 
     def one(row):
-        uuid, variants = row
-        for variant in variants[:1]:  # as near_groups: turned copies come from hash bands, in memory
-            collection.query.near_vector(
-                near_vector=hex_to_vector(variant), target_vector=PHASH_VECTOR,
-                distance=dup.DEFAULT_MAX_DISTANCE, limit=dup.NEIGHBOURS,
-                return_metadata=MetadataQuery(distance=True), return_properties=[],
-            )
-            queries[0] += 1
-        collection.query.near_object(
-            near_object=uuid, target_vector=SEMANTIC_VECTOR, distance=dup.DEFAULT_MAX_SEMANTIC_DISTANCE,
-            limit=dup.NEIGHBOURS, return_properties=[],
-        )
-        queries[0] += 1
+        uuid, phash = row  # as near_groups: turned copies come from hash bands, in memory
+        backend.phash_neighbours(phash, dup.DEFAULT_MAX_DISTANCE, dup.NEIGHBOURS, None)
+        backend.semantic_neighbours(uuid, dup.DEFAULT_MAX_SEMANTIC_DISTANCE, dup.NEIGHBOURS, None)
+        queries[0] += 2
 
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -384,6 +378,8 @@ def main() -> None:
 
 def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], sizes: list[int], report: dict) -> None:
     client = connect(settings)
+    backend = WeaviateBackend(client)
+    modules_client = ModulesClient(settings.modules_url)
     pids = stack_pids(settings.data_dir)
     meter_pids = {**pids, "benchmark": os.getpid()}
     report["pids"] = pids
@@ -420,9 +416,9 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
 
             # search --image (semantic), the whole connector path
             with CpuMeter(meter_pids) as search_cpu:
-                row["search_image"] = pct(timed(lambda d: search_image(client, d, settings.modules_url), queries))
+                row["search_image"] = pct(timed(lambda d: search_image(backend, modules_client, d), queries))
             row["search_image_cpu"] = search_cpu.summary()
-            row["search_image_12mp"] = pct(timed(lambda d: search_image(client, d, settings.modules_url),
+            row["search_image_12mp"] = pct(timed(lambda d: search_image(backend, modules_client, d),
                                                  [big] * min(20, args.queries)))
             # ... and its parts, on the same queries
             thumbs = [extract(d).thumbnail for d in queries]
@@ -440,16 +436,16 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
             row["part_near_vector_semantic"] = pct(timed(
                 lambda v: collection.query.near_vector(
                     near_vector=v, target_vector=SEMANTIC_VECTOR, limit=10,
-                    return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES),
+                    return_metadata=MetadataQuery(distance=True), return_properties=RESULT_FIELDS),
                 vectors))
             row["part_near_image"] = pct(timed(
                 lambda t: collection.query.near_image(
                     near_image=t, target_vector=SEMANTIC_VECTOR, limit=10,
-                    return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES),
+                    return_metadata=MetadataQuery(distance=True), return_properties=RESULT_FIELDS),
                 thumbs))
 
             # search --image --near-dup
-            row["search_near_dup"] = pct(timed(lambda d: search_image(client, d, settings.modules_url, near_dup=True), queries))
+            row["search_near_dup"] = pct(timed(lambda d: search_image(backend, modules_client, d, near_dup=True), queries))
             variants = []
 
             def features_call(thumb):
@@ -465,20 +461,20 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
                 lambda h: collection.query.near_vector(
                     near_vector=hex_to_vector(h), target_vector=PHASH_VECTOR,
                     distance=dup.DEFAULT_MAX_DISTANCE, limit=10,
-                    return_metadata=MetadataQuery(distance=True), return_properties=RESULT_PROPERTIES),
+                    return_metadata=MetadataQuery(distance=True), return_properties=RESULT_FIELDS),
                 flat))
 
             # search --text
             if args.profile == "clip":
                 texts = [TEXT_QUERIES[i % len(TEXT_QUERIES)] + f" {i}" for i in range(args.queries)]
-                row["search_text"] = pct(timed(lambda t: search_text(client, t), texts))
+                row["search_text"] = pct(timed(lambda t: search_text(backend, t), texts))
 
             # duplicates (exact)
             exact_runs = []
             for _ in range(5 if total <= 20_000 else 3):
                 started = time.perf_counter()
                 try:
-                    groups = dup.exact_groups(client)
+                    groups = dup.exact_groups(backend)
                 except Exception as exc:  # noqa: BLE001 - a failing query is a result here
                     row["exact_error"] = f"{type(exc).__name__} after {time.perf_counter() - started:.0f} s: " + (
                         "DEADLINE_EXCEEDED" if "DEADLINE_EXCEEDED" in str(exc) else str(exc).splitlines()[0][:120])
@@ -490,19 +486,18 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
 
             # duplicates --near
             started = time.perf_counter()
-            rows = [(str(o.uuid), o.properties.get("phash_dihedral") or [o.properties["phash"]])
-                    for o in collection.iterator(return_properties=dup.MEMBER_PROPERTIES) if o.properties.get("phash")]
+            rows = [(uuid, p["phash"]) for uuid, p in backend.images(None) if p.get("phash")]
             row["near_iterate_s"] = time.perf_counter() - started
             sample = random.Random(size).sample(rows, min(args.near_sample, len(rows)))
             with CpuMeter(meter_pids) as near_cpu:
-                seconds, sent = neighbours_sample(collection, sample, NEAR_WORKERS)
+                seconds, sent = neighbours_sample(backend, sample, NEAR_WORKERS)
             row["near_sample_cpu"] = near_cpu.summary()
             row["near_sample"] = {"images": len(sample), "seconds": seconds, "queries": sent,
                                   "images_per_s": len(sample) / seconds, "queries_per_s": sent / seconds}
             row["near_estimate_s"] = row["near_iterate_s"] + len(rows) / (len(sample) / seconds)
             if total <= args.near_full_max:
                 started = time.perf_counter()
-                near = dup.near_groups(client)
+                near = dup.near_groups(backend)
                 row["near_full_s"] = time.perf_counter() - started
                 row["near_groups"] = len(near)
             row["load"] = machine_load()
@@ -512,6 +507,7 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
             print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), file=sys.stderr)
         modules.close()
     finally:
+        modules_client.close()
         client.close()
 
 

@@ -23,18 +23,18 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-import httpx
 import weaviate
 from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateBaseError
 
 from deeplens.connectors import storage
 from deeplens.connectors.extract import extract
+from deeplens.connectors.modules_client import FeatureError, ModulesClient
 from deeplens.connectors.registry import save_location
 from deeplens.connectors.retry import retry
 from deeplens.modules.images import BadImage
 from deeplens.modules.phash import hex_to_vector
-from deeplens.schema.models import ImageRecord, StorageLocation, image_id, phash_bands, utcnow
+from deeplens.schema.models import ImageRecord, StorageLocation, image_id, utcnow
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, is_hash_only, to_properties
 
 CHUNK = 32  # images per module call and per Weaviate batch
@@ -159,7 +159,7 @@ def scan(
         return len(chunk), stored, chunk_not_images, sum(p.record.size_bytes for p in pending)
 
     with (
-        httpx.Client(base_url=modules_url, timeout=120) as modules,
+        ModulesClient(modules_url) as modules,
         ThreadPoolExecutor(workers) as readers,
         ThreadPoolExecutor(WRITERS) as writers,
     ):
@@ -205,14 +205,17 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window
 
 def _read(fs, location: StorageLocation, summary: ScanSummary, obj: storage.ListedObject):
     """ImageRecord, None for a file that is not an image, or the exception to record."""
+    extension = posixpath.splitext(obj.path)[1].lstrip(".").lower()
     try:
         with summary.timing("read"):
+            # A file without an image extension is sniffed from its first bytes before it is read whole.
+            if extension not in storage.IMAGE_EXTENSIONS:
+                head = storage.read_head(fs, obj.fs_path, storage.SNIFF_BYTES)
+                if head and storage.sniff_image_type(head) is None:
+                    return None
             data = storage.read_bytes(fs, obj.fs_path)
-        extension = posixpath.splitext(obj.path)[1].lstrip(".").lower()
         if not data:
             raise BadImage("file is empty (zero bytes)")
-        if storage.sniff_image_type(data[:64]) is None and extension not in storage.IMAGE_EXTENSIONS:
-            return None
         with summary.timing("decode_thumbnail"):
             facts = extract(data)
     except (storage.StorageError, BadImage) as exc:
@@ -260,24 +263,17 @@ def _record_errors(summary: ScanSummary, errors: list[dict]) -> None:
         summary.error_list.extend(errors)
 
 
-def _add_features(modules: httpx.Client, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:
+def _add_features(modules: ModulesClient, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:
     """pHash and its dihedral variants of each thumbnail (and the embedding, for Elasticsearch),
     from the module server: the same bytes Weaviate's modules vectorize, so everything agrees."""
-    if not pending:
-        return
-    body = {
-        "images": [{"id": str(i), "data": p.record.thumbnail} for i, p in enumerate(pending)],
-        "features": ["phash", "dihedral", *(["semantic"] if semantic else [])],
-    }
-    response = retry(lambda: modules.post("/v1/features", json=body).raise_for_status(), what="module server")
-    for p, result in zip(pending, response.json()["results"]):
-        if "error" in result:
-            _record_error(summary, p.listed, RuntimeError(f"module server: {result['error']}"))
+    results = modules.features([p.record.thumbnail for p in pending], ["phash", "dihedral", *(["semantic"] if semantic else [])])
+    for p, result in zip(pending, results):
+        if isinstance(result, FeatureError):
+            _record_error(summary, p.listed, result)
             continue
-        p.record.phash = result["phash"]["hex"]
-        p.record.phash_dihedral = list(result["phash_dihedral"].values())
-        p.record.phash_bands = phash_bands(p.record.phash)
-        p.semantic = result.get("semantic")
+        p.record.phash = result.phash
+        p.record.phash_dihedral = list(result.dihedral.values())
+        p.semantic = result.semantic
 
 
 def _index_elasticsearch(target: ElasticsearchTarget, stored: list[Pending], summary: ScanSummary) -> list[Pending]:

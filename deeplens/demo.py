@@ -13,7 +13,8 @@ from deeplens.samples import write_demo_locations
 def demo(ctx: click.Context) -> None:
     """Start the stack, index two sample locations, show duplicates and a similarity search."""
     from deeplens.cli import up
-    from deeplens.connectors.cli import duplicates_command, scan_command, search_command, storage_add
+    from deeplens.connectors.cli import duplicates_command, scan_command, search_command
+    from deeplens.connectors.cli.storage import storage_add
 
     settings: Settings = ctx.find_object(Settings)
     step = lambda text: click.secho(f"\n==> {text}", bold=True)  # noqa: E731

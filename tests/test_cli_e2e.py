@@ -3,6 +3,8 @@ driven through the `deeplens` CLI."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -94,6 +96,14 @@ def test_exact_and_near_duplicates_across_locations(env, two_locations):
     assert by_original["astronaut"]["kind"] == "exact"
     assert not any("flower" in m["uri"] for g in near["groups"] for m in g["members"])
     assert near["total_wasted_bytes"] == sum(g["wasted_bytes"] for g in near["groups"])
+
+    # --csv: one row per member, the same groups in the same order, the kept copy marked.
+    rows = list(csv.DictReader(io.StringIO(run(env, "duplicates", "--near", "--csv").stdout)))
+    assert [(int(r["group"]), r["uri"], r["kept"] == "True", int(r["size_bytes"]), int(r["distance"]), r["kind"],
+             int(r["group_wasted_bytes"])) for r in rows] == [
+        (number, m["uri"], index == 0, m["size_bytes"], m["distance"], g["kind"], g["wasted_bytes"])
+        for number, g in enumerate(near["groups"], 1) for index, m in enumerate(g["members"])
+    ]
 
 
 def test_search_by_image_and_near_duplicates(env, two_locations):

@@ -7,7 +7,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from PIL import Image
 
-from deeplens.samples import jpeg_bytes, sample_photos
+from deeplens.samples import jpeg_bytes, sample_photos, write_demo_locations
 from deeplens.schema.elasticsearch import IMAGES_ALIAS
 from tests.cli import run, run_json, uri
 
@@ -81,3 +81,23 @@ def test_scan_without_es_setup_says_what_to_run(es_env, tmp_path):
     run(env, "storage", "add", "photos", str(folder))
     result = run(env, "scan", "photos", ok=False)
     assert result.exit_code == 1 and "deeplens es setup" in result.output
+
+
+def test_weaviate_and_elasticsearch_give_the_same_groups_and_stats(es_env, tmp_path):
+    """One grouping core, two backends: the same scanned images give the same answers."""
+    env, es = es_env
+    folders = write_demo_locations(tmp_path / "demo")
+    run(env, "es", "setup", "--mode", "precomputed")
+    for name, folder in folders.items():
+        run(env, "storage", "add", name, str(folder))
+    summaries = run_json(env, "scan", *folders)
+    assert sum(s["new"] for s in summaries) == es.count(index=IMAGES_ALIAS)["count"] > 0
+    es.indices.refresh(index=IMAGES_ALIAS)
+
+    near = run_json(env, "duplicates", "--near")
+    assert len(near["groups"]) >= 8 and {g["kind"] for g in near["groups"]} == {"exact", "near"}
+    assert run_json(env, "duplicates", "--near", "--backend", "elasticsearch") == near
+    assert run_json(env, "duplicates", "--exact", "--backend", "elasticsearch") == run_json(env, "duplicates", "--exact")
+    stats = run_json(env, "stats")
+    assert [row["location"] for row in stats["locations"]] == ["archive", "exports"]
+    assert run_json(env, "stats", "--backend", "elasticsearch") == stats

@@ -6,17 +6,14 @@ import json
 import os
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import weaviate.classes as wvc
 
 from deeplens.config import Settings
-from deeplens.processes import free_port
 from deeplens.weaviate_binary import WeaviateUnavailable, resolve_weaviate_binary
-from tests.cli import weaviate_client
+from tests.cli import deeplens, stack_env, weaviate_client
 
 
 @pytest.mark.weaviate
@@ -41,22 +38,6 @@ def test_weaviate_collection_insert_and_query_over_rest_and_grpc(weaviate):
         assert [obj.properties["label"] for obj in nearest] == ["east"]
         assert "StackProbe" in client.collections.list_all()
         client.collections.delete("StackProbe")
-
-
-def stack_env(data_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DEEPLENS_DATA_DIR": str(data_dir),
-        "DEEPLENS_WEAVIATE_URL": f"http://127.0.0.1:{free_port()}",
-        "DEEPLENS_WEAVIATE_GRPC_PORT": str(free_port()),
-        "DEEPLENS_MODULES_URL": f"http://127.0.0.1:{free_port()}",
-    }
-
-
-def deeplens(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "deeplens", *args], env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.mark.weaviate

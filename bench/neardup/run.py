@@ -319,7 +319,7 @@ def main() -> None:
     args = parser.parse_args()
     config = QUICK if args.quick else FULL
 
-    from deeplens.connectors.duplicates import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_SEMANTIC_DISTANCE
+    from deeplens.connectors.queries.grouping import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_SEMANTIC_DISTANCE
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deeplens-neardup-") as tmp:

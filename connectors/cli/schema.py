@@ -1,0 +1,31 @@
+"""`deeplens schema`: the Weaviate collections DeepLens writes."""
+
+from __future__ import annotations
+
+import click
+
+from deeplens.connectors.cli.common import settings, weaviate_database
+from deeplens.schema.weaviate import SchemaConflict, apply_schema
+
+
+@click.group("schema")
+def schema_group() -> None:
+    """The Weaviate collections DeepLens writes."""
+
+
+@schema_group.command("apply")
+@click.option("--hash-only", is_flag=True,
+              help="Create the image collection with the pHash vector alone: scans run no embedding model "
+                   "(several times faster), for exact and pHash near-duplicates; no similarity search.")
+def schema_apply(hash_only: bool) -> None:
+    """Create or update the collections; idempotent; refuses incompatible existing ones.
+
+    Other commands create the full collection (semantic + phash vectors) when none exists; run
+    `deeplens schema apply --hash-only` before the first scan for a hash-only one.
+    """
+    with weaviate_database(apply=False) as client:
+        try:
+            changes = apply_schema(client, settings().modules_url, hash_only=True if hash_only else None)
+        except SchemaConflict as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(changes) if changes else "Schema is up to date.")

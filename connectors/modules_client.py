@@ -1,0 +1,76 @@
+"""The one client of the module server's batch features API (`POST /v1/features`), used by the scan
+worker and by both query backends: typed features, one retry and error policy.
+
+The pHash variants come back by name (`identity`, `rot90`, ... as named in modules/phash.py), so
+no caller relies on the position of "the image as it is" in a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from deeplens.connectors.retry import retry
+
+Feature = Literal["phash", "dihedral", "semantic", "info"]
+IDENTITY = "identity"  # the dihedral variant that is the image as it is (modules/phash.py DIHEDRAL)
+
+
+class FeatureError(ValueError):
+    """The module server refused one image (it could not decode it); the message says why."""
+
+
+@dataclass(frozen=True)
+class Features:
+    phash: str | None = None  # 16 hex digits, the image as it is
+    dihedral: dict[str, str] | None = None  # variant name -> pHash hex of the image turned/mirrored that way
+    semantic: list[float] | None = None  # embedding of the server's profile
+
+    @property
+    def variants(self) -> list[str]:
+        """The distinct pHashes of all eight variants, the image as it is first."""
+        named = self.dihedral or {}
+        return list(dict.fromkeys([named.get(IDENTITY) or self.phash, *named.values()]))
+
+
+class ModulesClient:
+    def __init__(self, url: str, timeout: float = 120):
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=timeout)
+
+    def __enter__(self) -> ModulesClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def features(self, thumbnails: list[str], wanted: Iterable[Feature]) -> list[Features | FeatureError]:
+        """Features of each base64 image, in order; an image the server refused is a FeatureError
+        in its place, so one bad image does not fail the batch."""
+        if not thumbnails:
+            return []
+        body = {"images": [{"id": str(i), "data": t} for i, t in enumerate(thumbnails)], "features": list(wanted)}
+        response = retry(lambda: self._http.post("/v1/features", json=body).raise_for_status(), what="module server")
+        return [_parse(result) for result in response.json()["results"]]
+
+    def features_of(self, thumbnail: str, wanted: Iterable[Feature]) -> Features:
+        [result] = self.features([thumbnail], wanted)
+        if isinstance(result, FeatureError):
+            raise result
+        return result
+
+
+def _parse(result: dict) -> Features | FeatureError:
+    if "error" in result:
+        return FeatureError(f"module server: {result['error']}")
+    return Features(
+        phash=result["phash"]["hex"] if "phash" in result else None,
+        dihedral=result.get("phash_dihedral"),
+        semantic=result.get("semantic"),
+    )

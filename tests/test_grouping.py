@@ -1,0 +1,109 @@
+"""The grouping core on its own: rotated/mirrored copies by hash bands, star groups, keep order and
+wasted bytes. The backends feed it in tests/test_scan_elasticsearch.py and tests/test_cli_e2e.py."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from deeplens.connectors.queries.grouping import Hashes, Member, star_groups, turned_copies
+from deeplens.modules.phash import bits_to_hex, dihedral_hashes, phash_bits
+from deeplens.samples import sample_photos, synthetic_image
+
+# PIL's names for the eight symmetries of the square.
+TURNS = {
+    "identity": None,
+    "rot90": Image.Transpose.ROTATE_90,
+    "rot180": Image.Transpose.ROTATE_180,
+    "rot270": Image.Transpose.ROTATE_270,
+    "mirror": Image.Transpose.FLIP_LEFT_RIGHT,
+    "flip": Image.Transpose.FLIP_TOP_BOTTOM,
+    "transpose": Image.Transpose.TRANSPOSE,
+    "transverse": Image.Transpose.TRANSVERSE,
+}
+
+
+def hashes_of(image: Image.Image) -> Hashes:
+    variants = dihedral_hashes(image)
+    return Hashes.of({"phash": bits_to_hex(phash_bits(image)), "phash_dihedral": list(variants.values())})
+
+
+def member(uuid: str, size: int, pixels: int = 100, sha: str | None = None, uri: str | None = None) -> Member:
+    return Member(uuid=uuid, location="loc", uri=uri or f"file:///{uuid}.jpg", size_bytes=size, pixels=pixels,
+                  content_sha256=sha or uuid)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket"])
+def test_every_rotation_and_mirror_is_found_as_a_turned_copy_of_its_original(name):
+    original = sample_photos()[name].convert("RGB")
+    hashes = {turn: hashes_of(original if op is None else original.transpose(op)) for turn, op in TURNS.items()}
+    found = turned_copies(hashes, max_distance=8)
+    for turn in TURNS:
+        if turn != "identity":
+            # Found from either side: a variant of the copy hits the original, or one of the original hits the copy.
+            assert "identity" in found.get(turn, {}) or turn in found.get("identity", {}), f"{turn} copy of {name}"
+
+
+def test_hashes_ignore_the_position_of_the_image_as_it_is():
+    image = synthetic_image(3)
+    variants = dihedral_hashes(image)
+    shuffled = list(reversed(variants.values()))
+    a = Hashes.of({"phash": variants["identity"], "phash_dihedral": list(variants.values())})
+    b = Hashes.of({"phash": variants["identity"], "phash_dihedral": shuffled})
+    assert a.phash == b.phash == variants["identity"]
+    assert set(a.turned) == set(b.turned) and variants["identity"] not in a.turned
+
+
+def test_unrelated_images_are_not_turned_copies():
+    hashes = {str(seed): hashes_of(synthetic_image(seed)) for seed in range(12)}
+    assert turned_copies(hashes, max_distance=8) == {}
+
+
+def test_star_groups_never_chain_unrelated_images():
+    # a-b-c-d-e: each only like its neighbours; a and e (and a and d) are nothing alike.
+    images = {u: member(u, 1000) for u in "abcde"}
+    graph = {"a": {"b": 5}, "b": {"c": 5}, "c": {"d": 5}, "d": {"e": 5}}
+    groups = star_groups(images, {k: dict(v) for k, v in graph.items()})
+    edges = {frozenset((x, y)) for x, ys in graph.items() for y in ys}
+    for group in groups:
+        uuids = [m.uuid for m in group.members]
+        # Every group is a star: one member (the centre) is a near-duplicate of all the others.
+        assert any(all(frozenset((centre, other)) in edges for other in uuids if other != centre) for centre in uuids)
+    together = {frozenset((x.uuid, y.uuid)) for g in groups for x in g.members for y in g.members if x is not y}
+    assert frozenset("ae") not in together and frozenset("ad") not in together
+    grouped = [m.uuid for g in groups for m in g.members]
+    assert len(grouped) == len(set(grouped))  # nobody in two groups
+
+
+def test_the_most_connected_image_is_the_centre_so_a_family_stays_whole():
+    # A letterboxed copy (x) matches only the original (o); the other copies match each other too.
+    images = {u: member(u, 1000) for u in ["o", "p", "q", "x"]}
+    graph = {"o": {"p": 2, "q": 3, "x": 6}, "p": {"q": 2}}
+    [group] = star_groups(images, graph)
+    assert {m.uuid for m in group.members} == {"o", "p", "q", "x"}
+    assert {m.uuid: m.distance for m in group.members} == {"o": 0, "p": 2, "q": 3, "x": 6}
+
+
+def test_keep_order_and_wasted_bytes():
+    images = {
+        "small": member("small", 900, pixels=50),
+        "big": member("big", 1200, pixels=200),
+        "big-longer-name": member("big-longer-name", 1200, pixels=200),
+        "big-smaller-file": member("big-smaller-file", 800, pixels=200),
+        "lone1": member("lone1", 10_000),
+        "lone2": member("lone2", 10_000),
+    }
+    graph = {"big": {"small": 1, "big-longer-name": 0, "big-smaller-file": 1}, "lone1": {"lone2": 4}}
+    first, second = star_groups(images, graph)
+    # Groups by wasted bytes, largest first: the pair of big files before the family of small ones.
+    assert [m.uuid for m in first.members] == ["lone1", "lone2"] and first.wasted_bytes == 10_000
+    # Within a group the kept copy first: most pixels, then largest file, then shortest URI.
+    assert [m.uuid for m in second.members] == ["big", "big-longer-name", "big-smaller-file", "small"]
+    assert second.wasted_bytes == 1200 + 800 + 900  # the total minus the kept copy
+
+
+def test_byte_identical_members_make_an_exact_group():
+    images = {"a": member("a", 500, sha="s"), "b": member("b", 500, sha="s"), "c": member("c", 400, sha="t")}
+    groups = star_groups(images, {"a": {"b": 0}})
+    assert [g.kind for g in groups] == ["exact"]
+    assert [g.kind for g in star_groups(images, {"a": {"b": 0, "c": 3}})] == ["near"]
