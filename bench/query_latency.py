@@ -58,7 +58,7 @@ from deeplens.connectors.weaviate_client import connect
 from deeplens.modules.phash import BITS, hex_to_vector
 from deeplens.processes import free_port
 from deeplens.samples import TRANSFORMS, jpeg_bytes, sample_photos, synthetic_image
-from deeplens.schema.models import DEEPLENS_NAMESPACE, phash_bands
+from deeplens.schema.models import DEEPLENS_NAMESPACE
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, apply_schema
 
 SYNTHETIC_LOCATION = "synthetic"
@@ -204,7 +204,6 @@ class SyntheticMaker:
                 "format": "JPEG",
                 "phash": variants[0],
                 "phash_dihedral": variants,
-                "phash_bands": phash_bands(variants[0]),
                 "indexed_at": now,
                 "scan_id": "synthetic",
             }

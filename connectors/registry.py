@@ -6,7 +6,7 @@ import weaviate
 from weaviate.classes.query import Filter
 
 from deeplens.schema.models import StorageLocation, location_id
-from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, from_properties, to_properties
+from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION, from_properties, to_properties
 
 
 class UnknownLocation(KeyError):
@@ -40,13 +40,18 @@ def list_locations(client: weaviate.WeaviateClient) -> list[StorageLocation]:
 def remove_location(client: weaviate.WeaviateClient, name: str, purge: bool) -> int:
     """Unregister; with purge also delete its indexed images. Returns the number of images deleted."""
     get_location(client, name)
-    deleted = 0
-    if purge:
-        images = client.collections.use(IMAGE_COLLECTION)
-        while True:  # one call deletes at most QUERY_MAXIMUM_RESULTS objects
-            result = images.data.delete_many(where=Filter.by_property("location").equal(name))
-            deleted += result.successful
-            if result.matches == 0 or result.successful == 0:
-                break
+    deleted = _delete_location_objects(client, IMAGE_COLLECTION, name) if purge else 0
+    # What scans remembered of its non-images is bookkeeping of this registration only.
+    _delete_location_objects(client, SKIPPED_COLLECTION, name)
     client.collections.use(LOCATION_COLLECTION).data.delete_by_id(location_id(name))
     return deleted
+
+
+def _delete_location_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> int:
+    collection = client.collections.use(collection_name)
+    deleted = 0
+    while True:  # one call deletes at most QUERY_MAXIMUM_RESULTS objects
+        result = collection.data.delete_many(where=Filter.by_property("location").equal(location))
+        deleted += result.successful
+        if result.matches == 0 or result.successful == 0:
+            return deleted

@@ -1,6 +1,7 @@
 """One scan of one storage location into Weaviate.
 
-list -> compare with what Weaviate holds for the location (the database is the only state) ->
+list -> compare with what Weaviate holds for the location (the database is the only state: the
+images, and the files found not to be images, so those are not read again while unchanged) ->
 read each new or changed file once (sha256, EXIF, thumbnail) -> ask the module server for the
 pHash and its rotations/mirrors -> batch upsert (deterministic ids, so a killed scan simply runs
 again) -> delete what disappeared -> record the summary and the per-file errors on the location.
@@ -34,14 +35,17 @@ from deeplens.connectors.registry import save_location
 from deeplens.connectors.retry import retry
 from deeplens.modules.images import BadImage
 from deeplens.modules.phash import hex_to_vector
-from deeplens.schema.models import ImageRecord, StorageLocation, image_id, utcnow
-from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, is_hash_only, to_properties
+from deeplens.schema.models import ImageRecord, SkippedFile, StorageLocation, fields, image_id, utcnow
+from deeplens.schema.elasticsearch import image_document
+from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SKIPPED_COLLECTION, is_hash_only, to_properties
 
 CHUNK = 32  # images per module call and per Weaviate batch
 READ_AHEAD = 8  # chunks read ahead of the database writes: bounds memory when the writes are slower
 WRITERS = 3  # chunks being vectorized and written at once (bench/RESULTS.md: one left the CPU idle)
 _SUMMARY_LOCK = threading.Lock()
 KEPT_ERRORS = 1000  # per-file errors stored on the location after a scan
+# What change detection compares; the images and the skipped non-images both have these fields.
+CHANGE_FIELDS = fields(SkippedFile, "location", "path", "size_bytes", "modified_at", "etag")
 
 
 @dataclass
@@ -89,19 +93,21 @@ class ElasticsearchTarget:
     pipeline: str | None
 
 
-def known_objects(client: weaviate.WeaviateClient, location: str) -> dict[str, dict]:
-    """path -> size/mtime/etag of what Weaviate holds for the location (cursor over the collection:
+def known_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> dict[str, dict]:
+    """path -> size/mtime/etag of what a collection holds for the location (cursor over the collection:
     Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS)."""
-    collection = client.collections.use(IMAGE_COLLECTION)
+    collection = client.collections.use(collection_name)
     known = {}
-    for obj in collection.iterator(return_properties=["location", "path", "size_bytes", "modified_at", "etag"]):
+    for obj in collection.iterator(return_properties=CHANGE_FIELDS):
         props = obj.properties
         if props.get("location") == location:
             known[props["path"]] = props
     return known
 
 
-def _unchanged(listed: storage.ListedObject, known: dict) -> bool:
+def _unchanged(listed: storage.ListedObject, known: dict | None) -> bool:
+    if known is None:
+        return False
     if listed.etag and known.get("etag"):
         return listed.etag == known["etag"] and listed.size_bytes == known.get("size_bytes")
     return listed.size_bytes == known.get("size_bytes") and _same_time(listed.modified_at, known.get("modified_at"))
@@ -127,10 +133,13 @@ def scan(
     fs, root = storage.open_location(location.url, location.options, location.credentials_env)
     listed = {obj.path: obj for obj in storage.list_objects(fs, root, location.include, location.exclude, all_files=True)}
     summary.listed = len(listed)
-    known = known_objects(client, location.name)
+    known = known_objects(client, IMAGE_COLLECTION, location.name)
+    skipped = known_objects(client, SKIPPED_COLLECTION, location.name)
 
-    todo = [obj for path, obj in listed.items() if path not in known or not _unchanged(obj, known[path])]
-    summary.unchanged = len(listed) - len(todo)
+    # Unchanged images and unchanged non-images are not read again.
+    still_skipped = {path for path, obj in listed.items() if _unchanged(obj, skipped.get(path))}
+    todo = [obj for path, obj in listed.items() if path not in still_skipped and not _unchanged(obj, known.get(path))]
+    summary.unchanged = len(listed) - len(todo) - len(still_skipped)
     on_total(len(todo))
 
     not_images = []  # files that are not images: ignored, and forgotten if indexed before
@@ -174,9 +183,12 @@ def scan(
                     summary.new += 1
             on_done(count)
 
-    summary.skipped_not_images = len(not_images)
+    summary.skipped_not_images = len(not_images) + len(still_skipped)
     gone = [path for path in known if path not in listed] + [path for path in not_images if path in known]
     summary.deleted = _delete(collection, location.name, gone)
+    _remember_skipped(client, location.name, [listed[path] for path in not_images])
+    no_longer_skipped = set(skipped) - still_skipped - set(not_images)  # deleted, or an image now
+    _delete(client.collections.use(SKIPPED_COLLECTION), location.name, list(no_longer_skipped))
     if elasticsearch is not None and gone:
         from deeplens.ingest.bulk import delete_records
 
@@ -281,11 +293,7 @@ def _index_elasticsearch(target: ElasticsearchTarget, stored: list[Pending], sum
 
     if not stored:
         return []
-    documents = [
-        p.record.model_dump(mode="json", exclude={"thumbnail"}) | {"phash_bits": p.record.phash}
-        | ({"semantic": p.semantic} if p.semantic is not None else {})
-        for p in stored
-    ]
+    documents = [image_document(p.record, p.semantic) for p in stored]
     result = index_records(target.client, documents, target.pipeline)
     _record_errors(summary, [{"path": e.path, "uri": "", "error": f"Elasticsearch: {e.error}"} for e in result.errors])
     failed = {error.path for error in result.errors}
@@ -308,6 +316,20 @@ def _upsert(collection, pending: list[Pending], summary: ScanSummary) -> list[Pe
     for index, error in result.errors.items():
         _record_error(summary, pending[index].listed, RuntimeError(f"Weaviate: {error.message}"))
     return [p for index, p in enumerate(pending) if index not in result.errors]
+
+
+def _remember_skipped(client: weaviate.WeaviateClient, location: str, objects: list[storage.ListedObject]) -> None:
+    collection = client.collections.use(SKIPPED_COLLECTION)
+    for start in range(0, len(objects), 500):
+        batch = [
+            weaviate.classes.data.DataObject(
+                properties=to_properties(SkippedFile(location=location, path=obj.path, size_bytes=obj.size_bytes,
+                                                     modified_at=obj.modified_at, etag=obj.etag)),
+                uuid=image_id(location, obj.path),
+            )
+            for obj in objects[start:start + 500]
+        ]
+        retry(lambda: collection.data.insert_many(batch), what="Weaviate", errors=(WeaviateBaseError,))
 
 
 def _delete(collection, location: str, paths: list[str]) -> int:

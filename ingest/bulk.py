@@ -63,9 +63,8 @@ def index_records(
     max_retries: int = 5,
     refresh: bool | str = False,
 ) -> BulkResult:
-    """Index `records` (ImageRecord.model_dump(mode="json") plus, in precomputed mode, `semantic`
-    and `phash_bits`) through `pipeline` (None: no pipeline, e.g. on a node without ingest
-    processors). Returns counts and per-document errors."""
+    """Index `records` (schema.image_document of each ImageRecord) through `pipeline` (None: no
+    pipeline, e.g. on a node without ingest processors). Returns counts and per-document errors."""
     actions = list(_actions(records, index, pipeline))
     by_id = {action["_id"]: action["_source"] for action in actions}
     result = BulkResult()

@@ -1,8 +1,7 @@
 """Elasticsearch index and component templates, generated from the data model in schema/models.py.
 
-Field names come from the pydantic models; this module only decides ES types. The few fields
-that exist in Elasticsearch alone (the vectors, the ingest timestamp, the near-duplicate group)
-are listed in `ES_ONLY_IMAGE_FIELDS` with the reason each one exists.
+Field names and types come from the pydantic models (ElasticsearchImage for the images, with the
+fields Elasticsearch alone has) through schema/types.py; this module lays out the templates.
 
 Layout in the cluster:
 - `deeplens-images` is an alias over `deeplens-images-000001` (so a reindex into a new index with
@@ -14,14 +13,12 @@ Layout in the cluster:
 
 from __future__ import annotations
 
-import types
-import typing
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from deeplens.schema.models import ImageRecord, StorageLocation
+from deeplens.schema.models import DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure, StorageLocation
+from deeplens.schema.types import database_type
 
 PREFIX = "deeplens"
 IMAGES_ALIAS = f"{PREFIX}-images"
@@ -39,93 +36,32 @@ LOCATIONS_TEMPLATE = f"{PREFIX}-locations"
 DUPLICATE_GROUPS_TEMPLATE = f"{PREFIX}-duplicate-groups"
 FAILURES_TEMPLATE = f"{PREFIX}-failures"
 
-PHASH_BITS = 64
-SEMANTIC_DIMS = {"offline": 1280, "clip": 512}  # MobileNetV2 pooled features, open_clip ViT-B-32
 MIN_ES_VERSION = (8, 15)  # dense_vector element_type: bit
-
-# Fields only Elasticsearch documents carry (Weaviate keeps the vectors as named vectors).
-ES_ONLY_IMAGE_FIELDS: dict[str, dict[str, Any]] = {
-    # The embedding of the active model profile; dims depend on the profile.
-    "semantic": {"type": "dense_vector", "index": True, "similarity": "cosine"},
-    # The 64-bit pHash as a bit vector: kNN ranks by Hamming distance (ES >= 8.15).
-    "phash_bits": {"type": "dense_vector", "element_type": "bit", "dims": PHASH_BITS, "index": True},
-    # When the ingest pipeline saw the document (indexed_at is when the scanner read the file).
-    "ingested_at": {"type": "date"},
-    # Near-duplicate group id written by the duplicates job.
-    "duplicate_group": {"type": "keyword"},
-}
-
-
-class DuplicateGroup(BaseModel):
-    """One document of `deeplens-duplicate-groups`: an exact-duplicate group (same content_sha256)."""
-
-    content_sha256: str
-    copies: int
-    size_bytes: int  # the size of one copy (all copies are byte-identical)
-    total_bytes: int
-    wasted_bytes: int  # total minus the one copy that would be kept
-    location_count: int
-    locations: list[str]
-    sample_paths: list[str]
-    first_indexed_at: datetime | None = None
-    last_indexed_at: datetime | None = None
-
-
-class IngestFailure(BaseModel):
-    """One document of `deeplens-failures`: what a pipeline could not process, and why."""
-
-    failed_index: str
-    failed_id: str | None = None
-    failed_pipeline: str | None = None
-    error_message: str
-    error_processor_type: str | None = None
-    error_processor_tag: str | None = None
-    location: str | None = None
-    path: str | None = None
-    failed_at: datetime
-
-
-def _es_type(annotation: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
-    if extra and extra.get("blob"):
-        # Base64 JPEG for display only: kept in _source, never indexed (or dropped by the pipeline).
-        return {"type": "binary", "doc_values": False}
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        [inner] = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        return _es_type(inner, extra)
-    if origin is typing.Annotated:
-        return _es_type(typing.get_args(annotation)[0], extra)
-    if origin is list:
-        return _es_type(typing.get_args(annotation)[0], extra)  # ES fields are multi-valued already
-    if origin is dict:
-        return {"type": "object", "enabled": False}  # kept in _source, not searchable
-    if annotation is str:
-        return {"type": "keyword", "ignore_above": 4096}
-    if annotation is bool:
-        return {"type": "boolean"}
-    if annotation is int:
-        return {"type": "long"}
-    if annotation is float:
-        return {"type": "double"}
-    if annotation is datetime:
-        return {"type": "date"}
-    raise TypeError(f"no Elasticsearch type for {annotation!r}; add one in schema/elasticsearch.py")
 
 
 def model_properties(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     """ES mapping properties for every field of a pydantic model, in declaration order."""
-    props = {}
-    for name, field in model.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else None
-        props[name] = _es_type(field.annotation, extra)
-    return props
+    return {name: database_type(field).elasticsearch for name, field in model.model_fields.items()}
 
 
 def image_properties(semantic_dims: int) -> dict[str, dict[str, Any]]:
-    props = model_properties(ImageRecord)
-    props.update({name: dict(spec) for name, spec in ES_ONLY_IMAGE_FIELDS.items()})
+    props = model_properties(ElasticsearchImage)
     props["semantic"]["dims"] = semantic_dims
     return props
+
+
+# Filled by the ingest pipeline (or left out) when the worker has no value: sending them as null
+# would only add nulls to _source.
+_ELASTICSEARCH_ONLY = set(ElasticsearchImage.model_fields) - set(ImageRecord.model_fields)
+
+
+def image_document(record: ImageRecord, semantic: list[float] | None = None) -> dict[str, Any]:
+    """The document the scanner indexes for `record`: its fields, the pHash again as a bit vector,
+    and the embedding when the worker computed one. The thumbnail stays out: the worker sends the
+    vectors computed from it, not the image."""
+    image = ElasticsearchImage(**dict(record), phash_bits=record.phash, semantic=semantic)
+    empty = {name for name in _ELASTICSEARCH_ONLY if getattr(image, name) is None}
+    return image.model_dump(mode="json", exclude={"thumbnail", *empty})
 
 
 def settings_component() -> dict[str, Any]:
@@ -162,9 +98,7 @@ def index_templates(meta: dict[str, Any] | None = None) -> dict[str, dict[str, A
         LOCATIONS_TEMPLATE: simple(LOCATIONS_INDEX, StorageLocation),
         DUPLICATE_GROUPS_TEMPLATE: simple(DUPLICATE_GROUPS_INDEX, DuplicateGroup),
         # A failed document is whatever the pipeline got: keep it in _source, map only the error.
-        FAILURES_TEMPLATE: {
-            **simple(FAILURES_INDEX, IngestFailure, dynamic="false"),
-        },
+        FAILURES_TEMPLATE: simple(FAILURES_INDEX, IngestFailure, dynamic="false"),
     }
 
 

@@ -1,5 +1,6 @@
-"""The data model: the only place a field name is spelled. Weaviate properties (and ES mappings)
-are generated from these pydantic models; the scanner fills them."""
+"""The data model: the only place a field name is spelled. Weaviate properties and Elasticsearch
+mappings are generated from these pydantic models (types in schema/types.py); the scanner fills
+them, and code that names fields in a query spells them through `fields`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def location_id(name: str) -> uuid.UUID:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def fields(model: type[BaseModel], *names: str) -> list[str]:
+    """`names` as a list, each checked to be a field of `model`. A module that builds its query field
+    lists with this at import time fails to import on a misspelled or removed field, instead of
+    querying for a field that never matches."""
+    unknown = [name for name in names if name not in model.model_fields]
+    if unknown:
+        raise ValueError(f"{model.__name__} has no field {', '.join(map(repr, unknown))}")
+    return list(names)
 
 
 class StorageLocation(BaseModel):
@@ -73,7 +84,6 @@ class ImageRecord(BaseModel):
     phash_dihedral: list[str] = Field(
         default_factory=list, description="pHash of the 8 rotations/mirrors, for rotation-proof near-duplicate search"
     )
-    phash_bands: list[str] = Field(default_factory=list, description="'<band>:<hex>' pieces of the pHash")
     thumbnail: Annotated[str | None, Field(json_schema_extra={"blob": True})] = None  # base64 JPEG
     indexed_at: datetime = Field(default_factory=utcnow)
     scan_id: str
@@ -83,9 +93,67 @@ class ImageRecord(BaseModel):
         return image_id(self.location, self.path)
 
 
-PHASH_BANDS = 4  # 16-bit bands: copies within Hamming distance 3 share one for sure
+PHASH_BITS = 64  # the DCT pHash of modules/phash.py (16 hex digits)
 
 
-def phash_bands(phash_hex: str) -> list[str]:
-    width = len(phash_hex) // PHASH_BANDS
-    return [f"{band}:{phash_hex[band * width:(band + 1) * width]}" for band in range(PHASH_BANDS)]
+class ElasticsearchImage(ImageRecord):
+    """One document of `deeplens-images`: the record plus what Elasticsearch alone stores (Weaviate
+    keeps the vectors as named vectors and has no ingest pipeline)."""
+
+    semantic: list[float] | None = Field(
+        default=None,
+        description="embedding of the active model profile",
+        # dims depend on the profile: the mapping gets them at setup.
+        json_schema_extra={"elasticsearch": {"type": "dense_vector", "index": True, "similarity": "cosine"}},
+    )
+    phash_bits: str | None = Field(
+        default=None,
+        description="the pHash again, as a bit vector: kNN ranks by Hamming distance (ES >= 8.15)",
+        json_schema_extra={
+            "elasticsearch": {"type": "dense_vector", "element_type": "bit", "dims": PHASH_BITS, "index": True}
+        },
+    )
+    ingested_at: datetime | None = Field(
+        default=None, description="when the ingest pipeline saw the document (indexed_at: when the scanner read the file)"
+    )
+
+
+class SkippedFile(BaseModel):
+    """A listed file that is not an image. Its size, modification time and etag are remembered so
+    that later scans do not read it again while it is unchanged."""
+
+    location: str
+    path: str
+    size_bytes: int | None = None
+    modified_at: datetime | None = None
+    etag: str | None = None
+
+
+class DuplicateGroup(BaseModel):
+    """One document of `deeplens-duplicate-groups`: an exact-duplicate group (same content_sha256)."""
+
+    content_sha256: str
+    copies: int
+    size_bytes: int  # the size of one copy (all copies are byte-identical)
+    total_bytes: int
+    wasted_bytes: int  # total minus the one copy that would be kept
+    location_count: int
+    locations: list[str]
+    sample_paths: list[str]
+    first_indexed_at: datetime | None = None
+    last_indexed_at: datetime | None = None
+
+
+class IngestFailure(BaseModel):
+    """One document of `deeplens-failures`: what a pipeline could not process, and why."""
+
+    failed_index: str
+    failed_id: str | None = None
+    failed_pipeline: str | None = None
+    error_message: str
+    error_processor_type: str | None = None
+    error_processor_tag: str | None = None
+    location: str | None = None
+    path: str | None = None
+    failed_at: datetime
+

@@ -14,20 +14,21 @@ DeepLensLocation: the storage location registry (no vectors).
 from __future__ import annotations
 
 import json
-import types
-import typing
-from datetime import datetime
 
 import weaviate
 import weaviate.classes as wvc
 from pydantic import BaseModel
 
-from deeplens.schema.models import ImageRecord, StorageLocation
+from deeplens.schema.models import ImageRecord, SkippedFile, StorageLocation, fields
+from deeplens.schema.types import database_type, unwrap
 
 IMAGE_COLLECTION = "DeepLensImage"
 LOCATION_COLLECTION = "DeepLensLocation"
+SKIPPED_COLLECTION = "DeepLensSkippedFile"  # non-images seen by scans (change detection only)
 SEMANTIC_VECTOR = "semantic"
 PHASH_VECTOR = "phash"
+# What both named vectors are computed from.
+VECTORIZED_FIELDS = fields(ImageRecord, "thumbnail")
 DataType = wvc.config.DataType
 
 
@@ -35,24 +36,10 @@ class SchemaConflict(RuntimeError):
     """An existing collection cannot hold what DeepLens writes; the message says what differs."""
 
 
-def _data_type(annotation, blob: bool) -> DataType:
-    if blob:
-        return DataType.BLOB
-    annotation = _without_none(annotation)
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        return DataType.TEXT_ARRAY
-    if origin is dict:
-        return DataType.TEXT  # stored as JSON
-    return {str: DataType.TEXT, int: DataType.INT, float: DataType.NUMBER, bool: DataType.BOOL,
-            datetime: DataType.DATE}[annotation]
-
-
 def properties_of(model: type[BaseModel]) -> list[wvc.config.Property]:
     props = []
     for name, field in model.model_fields.items():
-        blob = bool((field.json_schema_extra or {}).get("blob"))
-        data_type = _data_type(field.annotation, blob)
+        data_type = DataType(database_type(field).weaviate)
         text = data_type in (DataType.TEXT, DataType.TEXT_ARRAY)
         props.append(
             wvc.config.Property(
@@ -71,13 +58,13 @@ def image_vectors(modules_url: str, hash_only: bool = False) -> list:
     modules_url = modules_url.rstrip("/")
     semantic = wvc.config.Configure.Vectors.multi2vec_clip(
         name=SEMANTIC_VECTOR,
-        image_fields=["thumbnail"],
+        image_fields=VECTORIZED_FIELDS,
         inference_url=f"{modules_url}/semantic",
         vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.COSINE),
     )
     phash = wvc.config.Configure.Vectors.multi2vec_clip(
         name=PHASH_VECTOR,
-        image_fields=["thumbnail"],
+        image_fields=VECTORIZED_FIELDS,
         inference_url=f"{modules_url}/phash",
         # Hamming on 0/1 floats = number of differing bits; no quantization on 64 dims.
         vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.HAMMING),
@@ -94,6 +81,7 @@ def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: b
     wanted = {
         IMAGE_COLLECTION: (properties_of(ImageRecord), image_vectors(modules_url, bool(hash_only))),
         LOCATION_COLLECTION: (properties_of(StorageLocation), None),
+        SKIPPED_COLLECTION: (properties_of(SkippedFile), None),
     }
     for name, (props, vectors) in wanted.items():
         if not client.collections.exists(name):
@@ -175,14 +163,9 @@ def from_properties(model: type[BaseModel], properties: dict) -> BaseModel:
     values = {}
     for name, field in model.model_fields.items():
         value = properties.get(name)
-        if value is not None and typing.get_origin(_without_none(field.annotation)) is dict:
+        if value is not None and unwrap(field.annotation)[0] is dict:
             value = json.loads(value)
         if value is not None:
             values[name] = value
     return model.model_validate(values)
 
-
-def _without_none(annotation):
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        [annotation] = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-    return annotation

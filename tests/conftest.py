@@ -92,11 +92,11 @@ def _weaviate_container(modules_url: str) -> Iterator[WeaviateEndpoint]:
 @pytest.fixture
 def env(weaviate: WeaviateEndpoint, modules_url: str, tmp_path) -> dict[str, str]:
     """DEEPLENS_* settings pointing at the test servers, with an empty database."""
-    from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION
+    from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION
     from tests.cli import weaviate_client
 
     with weaviate_client(weaviate) as client:
-        for name in (IMAGE_COLLECTION, LOCATION_COLLECTION):
+        for name in (IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION):
             client.collections.delete(name)
     return {
         "DEEPLENS_DATA_DIR": str(tmp_path / "data"),

@@ -156,6 +156,31 @@ def test_bad_files_are_recorded_and_nothing_else_is_lost(env, tmp_path, photos):
     assert "truncated.jpg" in listed
 
 
+def test_an_unchanged_non_image_is_not_read_again(env, tmp_path, photos):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    picture = jpeg_bytes(photos["coffee"])
+    notes = folder / "notes.dat"
+    notes.write_bytes(b"x" * len(picture))
+    run(env, "storage", "add", "mixed", str(folder))
+    [first] = run_json(env, "scan", "mixed")
+    assert (first["new"], first["skipped_not_images"]) == (0, 1)
+
+    # Same size and time but now a JPEG: a scan that read the file again would index it.
+    stat = notes.stat()
+    notes.write_bytes(picture)
+    os.utime(notes, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    [second] = run_json(env, "scan", "mixed")
+    assert (second["new"], second["skipped_not_images"], second["unchanged"]) == (0, 1, 0)
+
+    # Once it changes, it is read, indexed, and no longer remembered as a non-image.
+    os.utime(notes, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    [third] = run_json(env, "scan", "mixed")
+    assert (third["new"], third["skipped_not_images"]) == (1, 0)
+    [fourth] = run_json(env, "scan", "mixed")
+    assert (fourth["new"], fourth["unchanged"], fourth["skipped_not_images"]) == (0, 1, 0)
+
+
 def test_unreachable_location_is_refused_with_the_reason(env, tmp_path):
     result = run(env, "storage", "add", "gone", str(tmp_path / "does-not-exist"), ok=False)
     assert result.exit_code != 0 and "does-not-exist" in result.output
@@ -244,7 +269,7 @@ def test_hash_only_collection_finds_copies_without_the_embedding_model(env, two_
         assert itself.uuid == sample.uuid
 
     result = run(env, "duplicates", "--near", "--json")
-    assert "Hash-only collection: near duplicates by pHash" in result.stderr
+    assert "Hash-only index: near duplicates by pHash" in result.stderr
     near = json.loads(result.stdout)
     originals = set()
     for group in near["groups"]:
