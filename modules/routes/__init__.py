@@ -1,0 +1,1 @@
+"""One FastAPI router per HTTP contract of the module server; common.py holds what they share."""

@@ -1,0 +1,60 @@
+"""The batch features API that DeepLens's own workers call: several features per image in one
+round trip, and a bad image is an error in its own result rather than a failed request."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from deeplens.modules import phash
+from deeplens.modules.images import BadImage, decode_base64
+from deeplens.modules.routes.common import Server, read_body
+
+router = APIRouter()
+
+
+class FeatureItem(BaseModel):
+    id: str | None = None
+    data: str  # base64 image bytes
+
+
+class FeaturesRequest(BaseModel):
+    images: list[FeatureItem]
+    features: list[Literal["phash", "dihedral", "semantic", "info"]] = ["phash", "semantic", "info"]
+
+
+@router.post("/v1/features")
+async def features(request: Request, server: Server):
+    body = await read_body(request, FeaturesRequest)
+    wanted = frozenset(body.features)
+    results: list[dict] = [{"id": item.id} for item in body.images]
+    decoded: list[tuple[int, bytes]] = []
+    for index, item in enumerate(body.images):
+        try:
+            decoded.append((index, decode_base64(item.data)))
+        except BadImage as exc:
+            results[index]["error"] = str(exc)
+    analyses = await server.engine.analyse_all([data for _, data in decoded], wanted)
+    good = []
+    for (index, _), analysis in zip(decoded, analyses):
+        if isinstance(analysis, BaseException):
+            if not isinstance(analysis, BadImage):
+                raise analysis
+            results[index]["error"] = str(analysis)
+            continue
+        good.append((index, analysis))
+        if analysis.phash_bits is not None:
+            bits = analysis.phash_bits
+            results[index]["phash"] = {"hex": phash.bits_to_hex(bits), "bits": bits.tolist()}
+        if analysis.dihedral is not None:
+            results[index]["phash_dihedral"] = analysis.dihedral
+        if analysis.info is not None:
+            results[index].update(analysis.info)
+    if "semantic" in wanted:
+        vectors = await server.engine.embed([analysis for _, analysis in good])
+        for (index, _), vector in zip(good, vectors):
+            results[index]["semantic"] = vector.tolist()
+    server.metrics.images.labels(route="features").inc(len(good))
+    return {"results": results, "features": sorted(wanted)}
