@@ -35,6 +35,7 @@ from PIL import Image
 
 from deeplens.modules.engine import Engine, EngineConfig
 from deeplens.modules.images import open_image
+from deeplens.modules.profiles import PROFILES
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import WeightsMissing, load_semantic_model
 
@@ -69,7 +70,7 @@ def sync(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=("clip", "offline"), default="clip")
+    parser.add_argument("--profile", choices=list(PROFILES), default="clip")
     parser.add_argument("--random-weights", action="store_true", help="untrained weights of the same architecture (flagged)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batches", default="64,128,256,512", help="batch sizes, comma-separated")

@@ -35,6 +35,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from deeplens.modules.images import open_image
+from deeplens.modules.profiles import PROFILES
 from deeplens.processes import free_port
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "camera", "brick")
@@ -128,7 +129,7 @@ def decode_limit(jpegs: list[bytes], threads: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=("offline", "clip"), default="offline")
+    parser.add_argument("--profile", choices=list(PROFILES), default="offline")
     parser.add_argument("--random-weights", action="store_true", help="untrained weights (needed for clip without the model hub)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     parser.add_argument("--images", type=int, default=96, help="requests per (endpoint, size, concurrency) row")

@@ -56,6 +56,7 @@ from deeplens.connectors.extract import extract
 from deeplens.connectors.queries.search import search_image, search_text
 from deeplens.connectors.weaviate_client import connect
 from deeplens.modules.phash import BITS, hex_to_vector
+from deeplens.modules.profiles import PROFILES
 from deeplens.processes import free_port
 from deeplens.samples import TRANSFORMS, jpeg_bytes, sample_photos, synthetic_image
 from deeplens.schema.models import DEEPLENS_NAMESPACE
@@ -304,7 +305,7 @@ def main() -> None:
     parser.add_argument("--near-full-max", type=int, default=10_000,
                         help="largest size at which near_groups runs in full (above: sample + extrapolation)")
     parser.add_argument("--near-sample", type=int, default=300, help="images in the near-duplicate sample")
-    parser.add_argument("--profile", choices=["offline", "clip"], default="offline")
+    parser.add_argument("--profile", choices=list(PROFILES), default="offline")
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--quick", action="store_true", help="2000 images, 60 real, 30 queries (make bench-quick)")
     parser.add_argument("--json", type=Path, help="also write all figures to this JSON file")

@@ -35,7 +35,7 @@ from bench.procstats import cpu_seconds, proc_status, stack_pids
 from deeplens.processes import free_port
 from deeplens.samples import jpeg_bytes, synthetic_image
 
-# route -> the label of its images counter (modules/app.py)
+# route -> the label of its images counter (modules/routes/)
 MODULE_ROUTES = {"/v1/features": "features", "/semantic/vectorize": "semantic", "/phash/vectorize": "phash"}
 
 

@@ -131,7 +131,7 @@ def test_inference_endpoints_point_at_the_module_server_contract(name: str) -> N
     assert definition["inference_id"] == name
     assert definition["body"]["service"] == "custom"
     kind = name.removeprefix("deeplens-")
-    assert settings["url"] == f"http://modules:8090/v1/es/{kind}/embeddings"  # route in modules/app.py
+    assert settings["url"] == f"http://modules:8090/v1/es/{kind}/embeddings"  # route in modules/routes/es_inference.py
     assert json.loads(settings["request"].replace("${input}", '["aGk="]')) == {"input": ["aGk="]}
     assert settings["response"]["json_parser"]["text_embeddings"] == "$.data[*].embedding[*]"
 
