@@ -217,7 +217,7 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window
 
 def _read(fs, location: StorageLocation, summary: ScanSummary, obj: storage.ListedObject):
     """ImageRecord, None for a file that is not an image, or the exception to record."""
-    extension = posixpath.splitext(obj.path)[1].lstrip(".").lower()
+    extension = storage.extension(obj.path)
     try:
         with summary.timing("read"):
             # A file without an image extension is sniffed from its first bytes before it is read whole.

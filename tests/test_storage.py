@@ -1,4 +1,4 @@
-"""connectors/storage.py against a real server per protocol (tests/servers/plugin.py): listing,
+"""connectors/storage/ against a real server per protocol (tests/servers/plugin.py): listing,
 filters, metadata, reading, and the errors a user sees for each way a location can be wrong."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import io
 import os
 import threading
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ from deeplens.connectors.storage import (
     list_objects,
     open_location,
     read_bytes,
+    read_head,
     sniff_image_type,
 )
+from deeplens.connectors.storage.globs import compile_glob, glob_match
+from deeplens.connectors.storage.sniffing import extension
 from deeplens.processes import free_port
 from tests.servers.plugin import StorageServer, azurite_connection_string
 
@@ -62,7 +66,7 @@ TREE: dict[str, bytes] = {
     "nested/no_extension": _image("PNG", size=(8, 8)),
     "notes.txt": b"not an image\n",
 }
-IMAGE_PATHS = sorted(p for p in TREE if storage._extension(p) in storage.IMAGE_EXTENSIONS)
+IMAGE_PATHS = sorted(p for p in TREE if extension(p) in storage.IMAGE_EXTENSIONS)
 
 
 @dataclass
@@ -188,7 +192,7 @@ class TestEveryProtocol:
         fs, root = _open(location)
         listed = {o.path: o for o in list_objects(fs, root, all_files=True)}
         assert sorted(listed) == sorted(TREE)
-        sniffed = {p: sniff_image_type(read_bytes(fs, o.fs_path, length=storage.SNIFF_BYTES)) for p, o in listed.items()}
+        sniffed = {p: sniff_image_type(read_head(fs, o.fs_path, storage.SNIFF_BYTES)) for p, o in listed.items()}
         assert sniffed == {
             "a.jpg": "jpeg", "b.png": "png", "nested/deeper/c.JPEG": "jpeg", UNICODE_NAME: "jpeg",
             "empty.jpg": None, "fake.jpg": None, "nested/no_extension": "png", "notes.txt": None,
@@ -209,8 +213,14 @@ class TestEveryProtocol:
         fs, root = _open(location)
         for obj in list_objects(fs, root, all_files=True):
             assert read_bytes(fs, obj.fs_path) == TREE[obj.path], obj.path
-        first = next(o for o in list_objects(fs, root) if o.path == UNICODE_NAME)
-        assert read_bytes(fs, first.fs_path, length=16) == TREE[UNICODE_NAME][:16]
+
+    def test_read_head_exact(self, location: Location) -> None:
+        fs, root = _open(location)
+        for obj in list_objects(fs, root, all_files=True):
+            # Not n=1: the http test server (RangeHTTPServer) takes the range 0-0 for "to the end"
+            # and sends more bytes than its Content-Length, which aiohttp refuses.
+            for n in (2, storage.SNIFF_BYTES, len(TREE[obj.path]) + 1):
+                assert read_head(fs, obj.fs_path, n) == TREE[obj.path][:n], (obj.path, n)
 
     def test_vanished_root_is_an_error_not_an_empty_listing(self, location: Location) -> None:
         fs, root = _open(location)
@@ -221,10 +231,13 @@ class TestEveryProtocol:
         fs, root = _open(location)
         obj = next(o for o in list_objects(fs, root) if o.path == "a.jpg")
         missing = obj.fs_path.replace("a.jpg", "gone ü.jpg")
-        started = time.monotonic()
-        with pytest.raises(StorageNotFoundError, match="gone"):
-            read_bytes(fs, missing, backoff_s=2.0)
-        assert time.monotonic() - started < 2.0  # not retried
+        for read in (lambda: read_bytes(fs, missing, backoff_s=2.0),
+                     lambda: read_head(fs, missing, storage.SNIFF_BYTES, backoff_s=2.0)):
+            started = time.monotonic()
+            with pytest.raises(StorageNotFoundError) as caught:
+                read()
+            assert time.monotonic() - started < 2.0  # not retried
+            assert str(caught.value).startswith(f"{obj.uri.replace('a.jpg', 'gone ü.jpg')}: the file does not exist")
 
 
 # ------------------------------------------------------------------------- bad input
@@ -435,10 +448,56 @@ def test_read_bytes_retries_5xx_but_not_404(flaky_http) -> None:
     assert len(handler.gets) == 3
 
 
+@pytest.mark.storage
+def test_read_head_retries_like_read_bytes_and_cuts_an_ignored_range(flaky_http) -> None:
+    base, handler = flaky_http
+    fs = fsspec.filesystem("http", skip_instance_cache=True)
+    # This server ignores Range and sends the whole image: read_head still returns only the head.
+    assert read_head(fs, f"{base}/a.jpg", 8, retries=3, backoff_s=0.05) == TREE["a.jpg"][:8]
+    assert len(handler.gets) == 3  # two 503s, then the image
+    handler.gets.clear()
+    with pytest.raises(StorageNotFoundError, match="missing.jpg") as head_error:
+        read_head(fs, f"{base}/missing.jpg", 8, retries=3, backoff_s=0.05)
+    assert handler.gets == ["/missing.jpg"]
+    with pytest.raises(StorageNotFoundError) as bytes_error:
+        read_bytes(fs, f"{base}/missing.jpg", retries=3, backoff_s=0.05)
+    assert str(head_error.value) == str(bytes_error.value)
+    handler.gets.clear()
+    handler.failures = 10
+    with pytest.raises(StorageError, match="after 3 attempts.*temporary"):
+        read_head(fs, f"{base}/a.jpg", 8, retries=2, backoff_s=0.05)
+    assert len(handler.gets) == 3
+
+
+@pytest.mark.parametrize("protocol", ["file", "memory"])
+def test_read_head_reads_only_the_head(protocol: str, tmp_path: Path) -> None:
+    data = os.urandom(1 << 20) * 32  # 32 MiB
+    fs, root = open_location(str(tmp_path) if protocol == "file" else f"memory://head-{uuid.uuid4().hex[:8]}")
+    path = f"{root}/big.jpg"
+    fs.pipe_file(path, data)
+    # Read after listing, as a scan does; for memory:// this also matters: the first look at a
+    # piped object (info, or any read) makes its BytesIO copy the bytes it shared with `data`.
+    assert [o.size_bytes for o in list_objects(fs, root)] == [len(data)]
+    tracemalloc.start()
+    try:
+        head = read_head(fs, path, storage.SNIFF_BYTES)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        fs.rm(root, recursive=True)
+    assert head == data[: storage.SNIFF_BYTES]
+    assert peak < 1 << 20  # the object was not read into memory
+
+
+def test_read_head_needs_a_positive_n() -> None:
+    fs, root = open_location("memory://head-n")
+    with pytest.raises(ValueError, match="n >= 1"):
+        read_head(fs, f"{root}/a.jpg", 0)
+
+
 # ------------------------------------------------------------------------- pure functions
 
-
-@pytest.mark.parametrize(("data", "expected"), [
+SNIFF_CASES = [
     (_image("JPEG"), "jpeg"), (_image("PNG"), "png"), (_image("GIF"), "gif"), (_image("WEBP"), "webp"),
     (_image("BMP"), "bmp"), (_image("TIFF"), "tiff"),
     (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", "avif"),
@@ -447,9 +506,33 @@ def test_read_bytes_retries_5xx_but_not_404(flaky_http) -> None:
     (b"\x00\x00\x00\x14ftypmif1\x00\x00\x00\x00mif1", "heif"),
     (b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41", None),  # an MP4
     (b"BM but not a bitmap", None), (b"", None), (b"<html>", None), (b"%PDF-1.7", None),
-])
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), SNIFF_CASES)
 def test_sniff_image_type(data: bytes, expected: str | None) -> None:
     assert sniff_image_type(data[: storage.SNIFF_BYTES]) == expected
+
+
+@pytest.mark.parametrize(("data", "expected"), SNIFF_CASES)
+def test_sniff_from_read_head(data: bytes, expected: str | None) -> None:
+    fs, root = open_location(f"memory://sniff-{uuid.uuid4().hex[:8]}")
+    fs.pipe_file(f"{root}/object", data)
+    try:
+        head = read_head(fs, f"{root}/object", storage.SNIFF_BYTES)
+    finally:
+        fs.rm(root, recursive=True)
+    assert head == data[: storage.SNIFF_BYTES]
+    assert sniff_image_type(head) == expected
+
+
+@pytest.mark.parametrize(("fmt", "signature_length"), [
+    ("JPEG", 3), ("PNG", 8), ("GIF", 6), ("WEBP", 12), ("BMP", 18), ("TIFF", 4),
+])
+def test_sniff_needs_only_the_signature(fmt: str, signature_length: int) -> None:
+    data = _image(fmt)
+    assert sniff_image_type(data[:signature_length]) == fmt.lower()
+    assert [sniff_image_type(data[:k]) for k in range(signature_length)] == [None] * signature_length
 
 
 @pytest.mark.parametrize(("pattern", "path", "matches"), [
@@ -462,4 +545,4 @@ def test_sniff_image_type(data: bytes, expected: str | None) -> None:
     (".*", ".hidden.jpg", True), ("(x).jpg", "(x).jpg", True),
 ])
 def test_glob(pattern: str, path: str, matches: bool) -> None:
-    assert storage._glob_match(storage._compile_glob(pattern), path) is matches
+    assert glob_match(compile_glob(pattern), path) is matches

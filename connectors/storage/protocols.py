@@ -1,0 +1,246 @@
+"""What differs per storage protocol, in one table: adding a protocol means adding one entry here.
+
+Protocols and their URLs (options are passed to the fsspec file system as keyword arguments):
+
+=========  ==========================================  ============================================
+protocol   URL                                         typical options / credentials_env
+=========  ==========================================  ============================================
+file       ``file:///abs/dir`` or a bare path          -
+memory     ``memory:///dir``                           -
+s3         ``s3://bucket/prefix``                      ``endpoint_url`` (S3-compatible stores),
+                                                       ``client_kwargs``; ``key``, ``secret``
+sftp       ``sftp://user@host:port/abs/dir``           ``username``, ``key_filename``;
+                                                       ``password`` or ``passphrase`` (paramiko)
+smb        ``smb://host:port/share/dir``               ``username``; ``password``
+http(s)    ``https://host/path/list.txt``: a URL list  ``client_kwargs``; secrets through dotted
+                                                       names, e.g. ``client_kwargs.headers.Authorization``
+gs         ``gs://bucket/prefix``                      ``endpoint_url``, ``project``; ``token``
+                                                       (extra: ``pip install 'deeplens[gcs]'``)
+az/abfs    ``az://container/prefix``                   ``account_name``; ``account_key`` or
+                                                       ``connection_string`` (``deeplens[azure]``)
+=========  ==========================================  ============================================
+
+HTTP semantics: an http(s) location is a plain-text *URL list*: one image URL per line, absolute
+or relative to the list's own URL; blank lines and lines starting with ``#`` are ignored. A
+listed object's ``path`` is its URL path relative to the folder of the list (percent-decoded),
+or ``host[:port]/path`` for a URL outside that folder. A listed URL that answers 404 is skipped
+(like a deleted file), other failures fail the listing. Lists work with any static web server,
+CDN or object store website, unlike directory index pages, whose HTML differs per server.
+
+Everything here speaks fsspec and raises the libraries' own exceptions; locations.py and
+errors.py turn those into StorageErrors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+
+# (scheme as written in the URL, URL, storage options) -> (file system, root path inside it)
+Opener = Callable[[str, str, dict[str, Any]], tuple[fsspec.AbstractFileSystem, str]]
+
+
+def _open_registered(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The file system fsspec registers for the scheme; a fresh one, so that options always apply."""
+    fs = fsspec.filesystem(scheme, skip_instance_cache=True, **options)
+    return fs, type(fs)._strip_protocol(url)
+
+
+def _open_local(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    _, path = fsspec.core.split_protocol(url)
+    return fs, fs._strip_protocol(os.path.expanduser(path))
+
+
+def _open_sftp(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    # Always paramiko's implementation: installing sshfs re-registers "sftp" with other options.
+    from fsspec.implementations.sftp import SFTPFileSystem
+
+    host = options.pop("host")
+    options.setdefault("timeout", 30)  # paramiko's connect timeout; its default waits forever
+    if options.get("password") or options.get("key_filename") or options.get("pkey"):
+        # Explicit credentials: do not silently try the worker's own keys or agent instead.
+        options.setdefault("look_for_keys", False)
+        options.setdefault("allow_agent", False)
+    return SFTPFileSystem(host, skip_instance_cache=True, **options), SFTPFileSystem._strip_protocol(url) or "/"
+
+
+def _open_url_list(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, _ = _open_registered(scheme, url, options)
+    return fs, url
+
+
+def _check_s3_root(fs: fsspec.AbstractFileSystem, root: str) -> None:
+    # One key of a listing, not a HEAD (S3 answers HEAD with a bare 403 for a wrong secret and for
+    # a denied read alike; a listing names the cause), and not a whole ls, which pages through
+    # every key of a big flat prefix.
+    bucket, _, prefix = root.partition("/")
+    page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
+    if prefix and not page.get("KeyCount"):
+        raise FileNotFoundError(root)
+
+
+def _check_url_list(fs: fsspec.AbstractFileSystem, root: str) -> None:
+    fs.info(root)  # the URL list itself
+
+
+def _smb_login(host: str, port: int, options: Mapping[str, Any], timeout: float) -> None:
+    """Log in on a private connection: smbclient's shared pool would reuse an earlier session of
+    the same user without ever sending this password."""
+    import smbclient
+
+    cache: dict = {}
+    try:
+        smbclient.register_session(
+            host,
+            username=options.get("username"),
+            password=options.get("password"),
+            port=port,
+            encrypt=options.get("encrypt"),
+            connection_timeout=int(timeout),
+            connection_cache=cache,
+        )
+    finally:
+        try:
+            smbclient.reset_connection_cache(fail_on_error=False, connection_cache=cache)
+        except Exception:  # noqa: BLE001 - closing a probe connection must not hide the result
+            pass
+
+
+def _az_endpoint(url: str, options: Mapping[str, Any]) -> str | None:
+    match = re.search(r"BlobEndpoint=([^;]+)", str(options.get("connection_string") or ""), re.IGNORECASE)
+    return match.group(1) if match else options.get("account_url")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One storage protocol: what it needs beyond fsspec's own handling of its URLs."""
+
+    # Canonical name: the scheme of listed objects' URIs, and the word in messages.
+    name: str
+    # Other URL schemes and fsspec protocol names that mean this protocol.
+    aliases: tuple[str, ...] = ()
+    # (module, extra): the optional package it needs, and the deeplens extra that installs it.
+    extra: tuple[str, str] | None = None
+    # Environment defaults set before that module is imported; an explicit user setting wins.
+    import_env: Mapping[str, str] = field(default_factory=dict)
+    # Builds the file system and the root path inside it.
+    open: Opener = _open_registered
+    # Set for protocols that talk to one server named by the URL (user:password@host:port) or the
+    # options: the host and port an open file system talks to. Such URLs must name a host.
+    server: Callable[[fsspec.AbstractFileSystem], tuple[str, int | None]] | None = None
+    # The port of that server where neither URL nor options name one; left out of URIs.
+    default_port: int | None = None
+    # For the other protocols: the URL of the server to probe before the first request, where
+    # it is known without a cloud default.
+    endpoint: Callable[[str, Mapping[str, Any]], str | None] | None = None
+    # What the first path segment names ("bucket", "share", "container"); a URL must name one.
+    top_level: str | None = None
+    # The rest of "URL names no ...": what is missing and the URL form that has it.
+    top_level_hint: str = ""
+    # A word (lower case) in the class names or messages of an error that says the top level
+    # itself is missing, however deep the path that was asked for.
+    top_level_gone: str = ""
+    # Proves that the location root can be read; None: list it and require a folder.
+    check_root: Callable[[fsspec.AbstractFileSystem, str], None] | None = None
+    # Logs in on its own before the first request, where the file system would hide a bad password.
+    login: Callable[[str, int, Mapping[str, Any], float], None] | None = None
+    # The location is a URL list (see above): its root is the list's URL, its paths are URLs.
+    url_list: bool = False
+
+
+PROTOCOLS: tuple[Protocol, ...] = (
+    Protocol("file", aliases=("local",), open=_open_local),
+    Protocol("memory"),
+    Protocol(
+        "s3",
+        aliases=("s3a",),
+        endpoint=lambda url, opts: opts.get("endpoint_url") or (opts.get("client_kwargs") or {}).get("endpoint_url"),
+        top_level="bucket",
+        top_level_hint="bucket/container: use {scheme}://BUCKET[/prefix]",
+        top_level_gone="bucket",
+        check_root=_check_s3_root,
+    ),
+    Protocol(
+        "sftp",
+        aliases=("ssh",),
+        open=_open_sftp,
+        server=lambda fs: (fs.host, getattr(fs, "ssh_kwargs", {}).get("port")),
+        default_port=22,
+    ),
+    Protocol(
+        "smb",
+        server=lambda fs: (fs.host, fs.port),
+        default_port=445,
+        top_level="share",
+        top_level_hint="share: use smb://host[:port]/SHARE[/folder]",
+        top_level_gone="badnetworkname",  # smbprotocol's BadNetworkName
+        login=_smb_login,
+    ),
+    Protocol(
+        "http",
+        aliases=("https",),
+        open=_open_url_list,
+        endpoint=lambda url, opts: url,
+        check_root=_check_url_list,
+        url_list=True,
+    ),
+    Protocol(
+        "gs",
+        aliases=("gcs",),
+        extra=("gcsfs", "gcs"),
+        # gcsfs otherwise probes a gRPC API per bucket that emulators and many proxies lack, and
+        # waits 60 s for it.
+        import_env={"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"},
+        endpoint=lambda url, opts: opts.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST"),
+        top_level="bucket",
+        top_level_hint="bucket/container: use {scheme}://BUCKET[/prefix]",
+        top_level_gone="bucket",
+    ),
+    Protocol(
+        "az",
+        aliases=("abfs", "abfss"),
+        extra=("adlfs", "azure"),
+        endpoint=_az_endpoint,
+        top_level="container",
+        top_level_hint="bucket/container: use {scheme}://BUCKET[/prefix]",
+        top_level_gone="container",
+    ),
+)
+
+_BY_SCHEME = {scheme: p for p in PROTOCOLS for scheme in (p.name, *p.aliases)}
+SCHEMES = tuple(sorted(_BY_SCHEME))
+
+
+def by_scheme(scheme: str) -> Protocol | None:
+    return _BY_SCHEME.get(scheme)
+
+
+def of_fs(fs: fsspec.AbstractFileSystem) -> Protocol | None:
+    """The protocol of an open file system; None for one this table does not know."""
+    names = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return next((_BY_SCHEME[name] for name in names if name in _BY_SCHEME), None)
+
+
+def uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The URL of ``path`` in ``fs``, as ListedObject.uri documents it."""
+    protocol = of_fs(fs)
+    if protocol is None:
+        return fs.unstrip_protocol(path)
+    if protocol.url_list:
+        return path
+    if protocol.server is not None:
+        host, port = protocol.server(fs)
+        host = f"[{host}]" if ":" in host else host
+        netloc = host if port in (None, protocol.default_port) else f"{host}:{port}"
+        return f"{protocol.name}://{netloc}{path}"
+    if protocol.top_level is not None:  # a bucket store: the path starts with the bucket
+        return f"{protocol.name}://{path.lstrip('/')}"
+    return f"{protocol.name}://{path}"
