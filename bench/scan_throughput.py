@@ -3,7 +3,7 @@
 For each mode, starts a private embedded stack (temp data dir, free ports), scans N synthetic
 photos-like JPEGs with `deeplens scan`, and prints images/s, images/min and a breakdown:
   - worker stages from the scan summary (`stage_seconds`: read and decode+thumbnail summed over
-    the worker threads; module features and Weaviate writes on the scan's main thread);
+    the reader threads; module features and Weaviate writes summed over the writer threads);
   - module server time per route from its /metrics (sum of request seconds, requests, images),
     which shows what Weaviate's own module calls cost (`/semantic/vectorize`);
   - CPU seconds and peak memory of each process (scan CLI, module server, Weaviate) from /proc.
