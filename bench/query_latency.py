@@ -497,7 +497,7 @@ def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], si
             row["near_estimate_s"] = row["near_iterate_s"] + len(rows) / (len(sample) / seconds)
             if total <= args.near_full_max:
                 started = time.perf_counter()
-                near = dup.near_groups(backend)
+                near = dup.near_groups(backend, modules_client)
                 row["near_full_s"] = time.perf_counter() - started
                 row["near_groups"] = len(near)
             row["load"] = machine_load()

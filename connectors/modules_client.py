@@ -13,6 +13,7 @@ from typing import Literal
 
 import httpx
 
+from deeplens.config import Settings
 from deeplens.connectors.retry import retry
 
 Feature = Literal["phash", "dihedral", "semantic", "info"]
@@ -39,7 +40,9 @@ class Features:
 class ModulesClient:
     def __init__(self, url: str, timeout: float = 120):
         self.url = url
-        self._http = httpx.Client(base_url=url, timeout=timeout)
+        key = Settings().modules_api_key  # a module server may require a bearer key (modules/routes/common.py)
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        self._http = httpx.Client(base_url=url, timeout=timeout, headers=headers)
 
     def __enter__(self) -> ModulesClient:
         return self
@@ -58,6 +61,15 @@ class ModulesClient:
         body = {"images": [{"id": str(i), "data": t} for i, t in enumerate(thumbnails)], "features": list(wanted)}
         response = retry(lambda: self._http.post("/v1/features", json=body).raise_for_status(), what="module server")
         return [_parse(result) for result in response.json()["results"]]
+
+    def verify(self, pairs: list[tuple[str, str]]) -> list[dict | FeatureError]:
+        """Geometric verification (POST /v1/verify) of each pair of base64 images, in order: the
+        evidence (modules/verify.py), or a FeatureError where an image could not be read."""
+        if not pairs:
+            return []
+        body = {"pairs": [{"a": a, "b": b} for a, b in pairs]}
+        response = retry(lambda: self._http.post("/v1/verify", json=body).raise_for_status(), what="module server")
+        return [FeatureError(f"module server: {r['error']}") if "error" in r else r for r in response.json()["results"]]
 
     def features_of(self, thumbnail: str, wanted: Iterable[Feature]) -> Features:
         [result] = self.features([thumbnail], wanted)

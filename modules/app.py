@@ -17,11 +17,12 @@ from fastapi import FastAPI
 from deeplens.modules.engine import Engine, EngineConfig, default_max_batch
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import SemanticModel
-from deeplens.modules.routes import es_inference, features, img2vec_neural, multi2vec_clip, service
+from deeplens.modules.routes import es_inference, features, img2vec_neural, multi2vec_clip, service, verify
 from deeplens.modules.routes.common import ServerState, install_observability
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-ROUTERS = (service.router, multi2vec_clip.router, img2vec_neural.router, es_inference.router, features.router)
+ROUTERS = (service.router, multi2vec_clip.router, img2vec_neural.router, es_inference.router, features.router,
+           verify.router)
 
 
 def create_app(

@@ -15,6 +15,7 @@ from deeplens.modules.batching import DynamicBatcher
 from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image, trim_borders
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import SemanticModel
+from deeplens.modules.verify import Verification, verify
 
 # JPEGs decode at a reduced scale (1/2 .. 1/8) that keeps both sides >= this many pixels.
 # One size for every feature set: the decode scale changes the pHash by a bit or two, and the same
@@ -107,6 +108,15 @@ class Engine:
     async def analyse_all(self, images: list[bytes], features: frozenset[str]) -> list[Analysis | BadImage]:
         """One result per image, in order; a bad image yields its BadImage instead of failing all."""
         return await asyncio.gather(*(self.analyse(data, features) for data in images), return_exceptions=True)
+
+    async def verify_all(self, pairs: list[tuple[bytes, bytes]]) -> list[Verification | BadImage]:
+        """Geometric verification of each pair on the decode threads; a pair with an unreadable
+        image yields its BadImage."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.gather(
+            *(loop.run_in_executor(self.decode_pool, verify, a, b, self.config.max_pixels) for a, b in pairs),
+            return_exceptions=True,
+        )
 
     async def embed(self, analyses: list[Analysis]) -> list[np.ndarray]:
         return await self.batcher.submit([a.pixels for a in analyses]) if analyses else []

@@ -56,12 +56,12 @@ _ELASTICSEARCH_ONLY = set(ElasticsearchImage.model_fields) - set(ImageRecord.mod
 
 
 def image_document(record: ImageRecord, semantic: list[float] | None = None) -> dict[str, Any]:
-    """The document the scanner indexes for `record`: its fields, the pHash again as a bit vector,
-    and the embedding when the worker computed one. The thumbnail stays out: the worker sends the
-    vectors computed from it, not the image."""
+    """The document the scanner indexes for `record`: its fields (the thumbnail included: the
+    pipeline drops it unless `es setup --keep-thumbnails`, which duplicate verification needs), the
+    pHash again as a bit vector, and the embedding when the worker computed one."""
     image = ElasticsearchImage(**dict(record), phash_bits=record.phash, semantic=semantic)
     empty = {name for name in _ELASTICSEARCH_ONLY if getattr(image, name) is None}
-    return image.model_dump(mode="json", exclude={"thumbnail", *empty})
+    return image.model_dump(mode="json", exclude=empty | ({"thumbnail"} if record.thumbnail is None else set()))
 
 
 def settings_component() -> dict[str, Any]:

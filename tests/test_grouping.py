@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from deeplens.connectors.queries.grouping import Hashes, Member, star_groups, turned_copies
+from deeplens.connectors.queries.grouping import Evidence, Hashes, Match, Member, star_groups, turned_copies
 from deeplens.modules.phash import bits_to_hex, dihedral_hashes, phash_bits
 from deeplens.samples import sample_photos, synthetic_image
 
@@ -26,6 +26,14 @@ TURNS = {
 def hashes_of(image: Image.Image) -> Hashes:
     variants = dihedral_hashes(image)
     return Hashes.of({"phash": bits_to_hex(phash_bits(image)), "phash_dihedral": list(variants.values())})
+
+
+def near(bits: int) -> Match:
+    return Match("near", Evidence(bits))
+
+
+def derived(bits: int) -> Match:
+    return Match("derived", Evidence(bits, cosine=0.05, verification={"verified": True, "inliers": 40}))
 
 
 def member(uuid: str, size: int, pixels: int = 100, sha: str | None = None, uri: str | None = None) -> Member:
@@ -62,7 +70,7 @@ def test_unrelated_images_are_not_turned_copies():
 def test_star_groups_never_chain_unrelated_images():
     # a-b-c-d-e: each only like its neighbours; a and e (and a and d) are nothing alike.
     images = {u: member(u, 1000) for u in "abcde"}
-    graph = {"a": {"b": 5}, "b": {"c": 5}, "c": {"d": 5}, "d": {"e": 5}}
+    graph = {"a": {"b": near(5)}, "b": {"c": near(5)}, "c": {"d": near(5)}, "d": {"e": near(5)}}
     groups = star_groups(images, {k: dict(v) for k, v in graph.items()})
     edges = {frozenset((x, y)) for x, ys in graph.items() for y in ys}
     for group in groups:
@@ -78,7 +86,7 @@ def test_star_groups_never_chain_unrelated_images():
 def test_the_most_connected_image_is_the_centre_so_a_family_stays_whole():
     # A letterboxed copy (x) matches only the original (o); the other copies match each other too.
     images = {u: member(u, 1000) for u in ["o", "p", "q", "x"]}
-    graph = {"o": {"p": 2, "q": 3, "x": 6}, "p": {"q": 2}}
+    graph = {"o": {"p": near(2), "q": near(3), "x": near(6)}, "p": {"q": near(2)}}
     [group] = star_groups(images, graph)
     assert {m.uuid for m in group.members} == {"o", "p", "q", "x"}
     assert {m.uuid: m.distance for m in group.members} == {"o": 0, "p": 2, "q": 3, "x": 6}
@@ -93,7 +101,7 @@ def test_keep_order_and_wasted_bytes():
         "lone1": member("lone1", 10_000),
         "lone2": member("lone2", 10_000),
     }
-    graph = {"big": {"small": 1, "big-longer-name": 0, "big-smaller-file": 1}, "lone1": {"lone2": 4}}
+    graph = {"big": {"small": near(1), "big-longer-name": near(0), "big-smaller-file": near(1)}, "lone1": {"lone2": near(4)}}
     first, second = star_groups(images, graph)
     # Groups by wasted bytes, largest first: the pair of big files before the family of small ones.
     assert [m.uuid for m in first.members] == ["lone1", "lone2"] and first.wasted_bytes == 10_000
@@ -104,6 +112,20 @@ def test_keep_order_and_wasted_bytes():
 
 def test_byte_identical_members_make_an_exact_group():
     images = {"a": member("a", 500, sha="s"), "b": member("b", 500, sha="s"), "c": member("c", 400, sha="t")}
-    groups = star_groups(images, {"a": {"b": 0}})
-    assert [g.kind for g in groups] == ["exact"]
-    assert [g.kind for g in star_groups(images, {"a": {"b": 0, "c": 3}})] == ["near"]
+    groups = star_groups(images, {"a": {"b": near(0)}})
+    assert [g.kind for g in groups] == ["exact"] and [m.tier for m in groups[0].members] == ["kept", "exact"]
+    [group] = star_groups(images, {"a": {"b": near(0), "c": near(3)}})
+    assert group.kind == "near" and [m.tier for m in group.members] == ["kept", "exact", "near"]
+
+
+def test_a_derived_copy_is_never_kept_over_its_source():
+    # The watermarked copy has more pixels and bytes, and matches as many images as the original,
+    # but only by verification: the original (or its recompressed copy) is kept.
+    images = {"original": member("original", 1000, pixels=100), "recompressed": member("recompressed", 600, pixels=100),
+              "watermarked": member("watermarked", 5000, pixels=400)}
+    graph = {"original": {"recompressed": near(2), "watermarked": derived(20)}, "recompressed": {"watermarked": derived(21)}}
+    [group] = star_groups(images, graph)
+    assert (group.members[0].uuid, group.members[0].tier) == ("original", "kept")
+    tiers = {m.uuid: m.tier for m in group.members[1:]}
+    assert tiers == {"recompressed": "near", "watermarked": "derived"} and group.kind == "derived"
+    assert next(m for m in group.members if m.uuid == "watermarked").evidence.verification["inliers"] == 40

@@ -237,6 +237,30 @@ def test_features_subset(client):
     json_error(post_raw(client, "/v1/features", {"images": [item], "features": ["colour"]}), 422)
 
 
+def test_verify_confirms_crops_and_borders_and_rejects_look_alikes(client):
+    original = photo("astronaut", 512)
+    width, height = original.size
+    cropped = original.crop((width // 10, height // 10, width - width // 10, height - height // 10))
+    bordered = Image.new("RGB", (width + 80, height + 80), "white")
+    bordered.paste(original, (40, 40))
+    tilted = original.rotate(4, resample=Image.Resampling.BICUBIC)
+    pairs = [(original, cropped), (original, bordered), (original, tilted), (original, photo("coffee", 512)),
+             (photo("chelsea", 512), photo("coffee", 512))]
+    payload = {"pairs": [{"a": b64(encode(a)), "b": b64(encode(b))} for a, b in pairs]
+               + [{"a": b64(encode(original)), "b": b64(b"not an image")}]}
+    response = post_raw(client, "/v1/verify", payload)
+    assert response.status_code == 200, response.text
+    crop, border, tilt, other, another, bad = response.json()["results"]
+    for check in (crop, border, tilt):
+        assert check["verified"] and check["inliers"] >= 15, check
+    assert crop["scale"] > 1.0  # the crop, shown at the same size, is the original enlarged
+    assert abs(tilt["rotation_deg"] + 4) < 1.5 or abs(tilt["rotation_deg"] - 4) < 1.5
+    x0, y0, x1, y1 = border["box"]  # the original sits inside the bordered copy, off its edges
+    assert 0 < x0 < 0.2 and 0 < y0 < 0.2 and 0.8 < x1 < 1 and 0.8 < y1 < 1
+    assert not other["verified"] and not another["verified"] and other["inliers"] < 15
+    assert "supported format" in bad["error"]
+
+
 def test_line_wrapped_base64_and_data_urls(client):
     data = encode(photo("coffee", 200), "PNG")
     wrapped = base64.encodebytes(data).decode()  # 76-column lines, like the `base64` command

@@ -3,6 +3,8 @@ mode: the worker sends finished vectors), against the real core node and the rea
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from elasticsearch import Elasticsearch
 from PIL import Image
@@ -87,7 +89,8 @@ def test_weaviate_and_elasticsearch_give_the_same_groups_and_stats(es_env, tmp_p
     """One grouping core, two backends: the same scanned images give the same answers."""
     env, es = es_env
     folders = write_demo_locations(tmp_path / "demo")
-    run(env, "es", "setup", "--mode", "precomputed")
+    # Verification of derived copies compares thumbnails, which Elasticsearch keeps only when asked.
+    run(env, "es", "setup", "--mode", "precomputed", "--keep-thumbnails")
     for name, folder in folders.items():
         run(env, "storage", "add", name, str(folder))
     summaries = run_json(env, "scan", *folders)
@@ -96,8 +99,27 @@ def test_weaviate_and_elasticsearch_give_the_same_groups_and_stats(es_env, tmp_p
 
     near = run_json(env, "duplicates", "--near")
     assert len(near["groups"]) == 10 and all(len(g["members"]) >= 2 for g in near["groups"])  # one per original
-    assert run_json(env, "duplicates", "--near", "--backend", "elasticsearch") == near
+    es_near = run_json(env, "duplicates", "--near", "--backend", "elasticsearch")
+    # Elasticsearch scores kNN on int8-quantized vectors (its default index_options for dense_vector),
+    # so its cosine distances differ in the third decimal; everything else is the same.
+    assert _without_cosines(es_near) == _without_cosines(near)
+    assert all(abs(a - b) < 0.005 for a, b in zip(_cosines(es_near), _cosines(near), strict=True))
     assert run_json(env, "duplicates", "--exact", "--backend", "elasticsearch") == run_json(env, "duplicates", "--exact")
     stats = run_json(env, "stats")
     assert [row["location"] for row in stats["locations"]] == ["archive", "exports"]
     assert run_json(env, "stats", "--backend", "elasticsearch") == stats
+
+
+def _members(duplicates: dict):
+    return [m for group in duplicates["groups"] for m in group["members"]]
+
+
+def _cosines(duplicates: dict) -> list[float]:
+    return [m["evidence"].get("cosine") for m in _members(duplicates) if m["evidence"] and "cosine" in m["evidence"]]
+
+
+def _without_cosines(duplicates: dict) -> dict:
+    copy = json.loads(json.dumps(duplicates))
+    for member in _members(copy):
+        (member["evidence"] or {}).pop("cosine", None)
+    return copy

@@ -17,6 +17,7 @@ from deeplens.schema.models import ImageRecord, fields
 MEMBER_FIELDS = fields(ImageRecord, "location", "uri", "size_bytes", "width", "height", "content_sha256",
                        "phash", "phash_dihedral")
 RESULT_FIELDS = fields(ImageRecord, "location", "uri", "path", "size_bytes", "width", "height", "format")
+THUMBNAIL_FIELDS = fields(ImageRecord, "thumbnail")  # what geometric verification compares
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Backend(Protocol):
     def semantic_neighbours(self, image_id: str, max_distance: float, limit: int,
                             locations: list[str] | None) -> list[Hit]:
         """Images whose embedding is within max_distance (cosine) of the stored image's."""
+
+    def thumbnails(self, image_ids: list[str]) -> dict[str, str | None]:
+        """The stored thumbnail (base64 JPEG) of each image; None where the index keeps none."""
 
     def similar_to_image(self, thumbnail: str, limit: int, locations: list[str] | None) -> list[Hit]:
         """Nearest images by embedding to a query thumbnail (base64 JPEG), with RESULT_FIELDS."""

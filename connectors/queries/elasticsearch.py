@@ -10,7 +10,7 @@ from functools import cached_property
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from deeplens.connectors.modules_client import ModulesClient
-from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, Hit, NotAnswered
+from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, NotAnswered
 from deeplens.modules.phash import BITS
 from deeplens.schema.elasticsearch import IMAGES_ALIAS
 
@@ -74,6 +74,11 @@ class ElasticsearchBackend:
         if not vector:
             return []
         return [hit for hit in self._semantic_knn(vector, limit, locations, []) if hit.distance <= max_distance]
+
+    def thumbnails(self, image_ids: list[str]) -> dict[str, str | None]:
+        # Present only when `deeplens es setup --keep-thumbnails` kept them (dropped by default).
+        docs = self.es.mget(index=IMAGES_ALIAS, ids=image_ids, source_includes=THUMBNAIL_FIELDS)["docs"]
+        return {doc["_id"]: doc.get("_source", {}).get("thumbnail") for doc in docs}
 
     def similar_to_image(self, thumbnail: str, limit: int, locations: list[str] | None) -> list[Hit]:
         vector = self.modules.features_of(thumbnail, ["semantic"]).semantic

@@ -1,30 +1,57 @@
-"""Exact and near-duplicate groups: one algorithm, asked of any backend (queries/backend.py).
+"""Duplicate groups with match tiers: one algorithm, asked of any backend (queries/backend.py).
 
-Exact: the same `content_sha256` (the backend counts them).
-Near: two images are near-duplicates when either
-  - their pHashes are within max_distance bits (a Hamming neighbour query on the pHash vector):
-    recompression, resizing, colour changes; or
-  - one's pHash is within a few bits of a rotation/mirror of the other's (stored as
-    `phash_dihedral`; matched by hash bands, see turned_copies): 90/180/270 rotations, mirrors; or
-  - their semantic embeddings are within max_semantic_distance (a cosine neighbour query on the
-    stored vector): crops, borders, watermarks and slight rotations, which move a 64-bit pHash
-    too far. A hash-only index has no embeddings: there, the first two alone.
-Groups are built star-wise (see star_groups), so unrelated images never chain into one group.
+Tiers of a pair (a member and its group's kept copy):
+  - `exact`: the same bytes (`content_sha256`).
+  - `near`: the same picture after re-encoding, resizing or colour changes (pHashes within
+    max_distance bits: a Hamming neighbour query), or turned by 90/180/270 degrees or mirrored (a
+    rotation/mirror of one pHash within max_distance of the other's, matched by hash bands, see
+    turned_copies).
+  - `derived`: a crop, border, watermark or small rotation of the same picture: a candidate from
+    the semantic neighbour query (cosine within max_semantic_distance) CONFIRMED by geometric
+    verification on the module server (modules/verify.py). Embedding distance alone only says
+    "the same kind of picture".
+  - `similar`: a semantic candidate that verification rejected. Never grouped, never wasted
+    bytes; listed only on request, for review.
+A candidate that could not be verified (an image unreadable, no thumbnail in the index) is
+listed as `unverified` with the reason, and never grouped. A hash-only index has no embeddings:
+there, exact and near alone.
+
+Groups are stars (see star_groups): every member matched the kept copy itself, so unrelated
+images never chain into one group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
+from deeplens.connectors.modules_client import FeatureError, ModulesClient
 from deeplens.connectors.queries.backend import Backend
-from deeplens.modules.phash import BITS, hamming
+from deeplens.modules.phash import hamming
 
 DEFAULT_MAX_DISTANCE = 8  # pHash bits of 64; best F1 on the tuning split of bench/neardup (bench/RESULTS.md)
 DEFAULT_MAX_SEMANTIC_DISTANCE = 0.08  # cosine distance, offline profile (MobileNetV2); same tuning
 NEIGHBOURS = 50  # most candidates fetched per query
 PHASH_BANDS = 4  # 16-bit bands: hashes within Hamming distance 3 share one for sure
+VERIFY_BATCH = 16  # pairs per module server call
+TIERS = ("exact", "near", "derived")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    hamming: int  # pHash bits between the two, after the best rotation/mirror
+    cosine: float | None = None  # embedding cosine distance, for pairs found by the semantic query
+    verification: dict | None = None  # geometric check (modules/verify.py), for semantic candidates
+
+    def as_json(self) -> dict:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Match:
+    tier: str  # "near" or "derived" (exact is told by the members' hashes)
+    evidence: Evidence
 
 
 @dataclass
@@ -35,7 +62,12 @@ class Member:
     size_bytes: int
     pixels: int
     content_sha256: str
-    distance: int = 0  # pHash bits from the group's centre
+    tier: str = "kept"  # how this copy matches the group's kept copy: kept, exact, near or derived
+    evidence: Evidence | None = None
+
+    @property
+    def distance(self) -> int:  # pHash bits from the kept copy
+        return self.evidence.hamming if self.evidence else 0
 
     @classmethod
     def of(cls, uuid: str, properties: dict) -> Member:
@@ -47,6 +79,10 @@ class Member:
             pixels=int(properties.get("width") or 0) * int(properties.get("height") or 0),
             content_sha256=properties["content_sha256"],
         )
+
+    def as_json(self) -> dict:
+        return {"uri": self.uri, "location": self.location, "size_bytes": self.size_bytes, "distance": self.distance,
+                "tier": self.tier, "evidence": self.evidence.as_json() if self.evidence else None}
 
 
 @dataclass(frozen=True)
@@ -68,7 +104,7 @@ class Hashes:
 
 @dataclass
 class Group:
-    kind: str  # "exact" or "near"
+    kind: str  # the loosest tier among the members: "exact", "near" or "derived"
     members: list[Member] = field(default_factory=list)  # the kept copy first
 
     @property
@@ -76,18 +112,33 @@ class Group:
         return sum(m.size_bytes for m in self.members) - self.members[0].size_bytes
 
     def as_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "members": [
-                {"uri": m.uri, "location": m.location, "size_bytes": m.size_bytes, "distance": m.distance}
-                for m in self.members
-            ],
-            "wasted_bytes": self.wasted_bytes,
-        }
+        return {"kind": self.kind, "members": [m.as_json() for m in self.members], "wasted_bytes": self.wasted_bytes}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two images that are not grouped: `similar` (verification said no) or `unverified` (it could not run)."""
+
+    a: Member
+    b: Member
+    evidence: Evidence
+    reason: str | None = None  # why it could not be verified
+
+    def as_json(self) -> dict:
+        return {"a": self.a.uri, "b": self.b.uri, "evidence": self.evidence.as_json(),
+                **({"reason": self.reason} if self.reason else {})}
+
+
+@dataclass
+class NearDuplicates:
+    groups: list[Group]
+    similar: list[Pair] = field(default_factory=list)
+    unverified: list[Pair] = field(default_factory=list)
 
 
 def keep_order(member: Member) -> tuple:
-    # The copy to keep: most pixels, then largest file, then shortest URI (stable and explainable).
+    # Among equally connected copies, the one to keep: most pixels, then largest file, then
+    # shortest URI (stable and explainable).
     return (-member.pixels, -member.size_bytes, len(member.uri), member.uri)
 
 
@@ -96,21 +147,31 @@ def by_wasted_bytes(groups: list[Group]) -> list[Group]:
 
 
 def exact_groups(backend: Backend, locations: list[str] | None = None) -> list[Group]:
-    return by_wasted_bytes(
-        [Group("exact", sorted((Member.of(uuid, properties) for uuid, properties in copies), key=keep_order))
-         for copies in backend.exact_copies(locations) if len(copies) > 1]
-    )
+    groups = []
+    for copies in backend.exact_copies(locations):
+        members = sorted((Member.of(uuid, properties) for uuid, properties in copies), key=keep_order)
+        if len(members) > 1:
+            groups.append(Group("exact", [members[0], *(replace(m, tier="exact", evidence=Evidence(0))
+                                                         for m in members[1:])]))
+    return by_wasted_bytes(groups)
 
 
-def near_groups(
+def near_groups(backend: Backend, modules: ModulesClient | None, **options) -> list[Group]:
+    return near_duplicates(backend, modules, **options).groups
+
+
+def near_duplicates(
     backend: Backend,
+    modules: ModulesClient | None,
     max_distance: int = DEFAULT_MAX_DISTANCE,
     max_semantic_distance: float = DEFAULT_MAX_SEMANTIC_DISTANCE,
     locations: list[str] | None = None,
     on_total: Callable[[int], None] = lambda total: None,
     on_done: Callable[[int], None] = lambda count: None,
     workers: int = 8,
-) -> list[Group]:
+) -> NearDuplicates:
+    """Near-duplicate groups, and the semantic candidates that were not confirmed. `modules`
+    verifies semantic candidates; without it (None) they are all `unverified`."""
     images: dict[str, Member] = {}
     hashes: dict[str, Hashes] = {}
     for uuid, properties in backend.images(locations):
@@ -122,21 +183,74 @@ def near_groups(
     turned = turned_copies(hashes, max_distance)
     semantic = max_semantic_distance > 0 and not backend.hash_only()
 
-    def neighbours(uuid: str) -> dict[str, int]:
-        found: dict[str, int] = dict(turned.get(uuid, {}))
+    def neighbours(uuid: str) -> tuple[dict[str, Match], dict[str, float]]:
+        """Hash matches of one image, and its semantic candidates with their cosine distance."""
+        found = {other: Match("near", Evidence(distance)) for other, distance in turned.get(uuid, {}).items()}
         for hit in backend.phash_neighbours(hashes[uuid].phash, max_distance, NEIGHBOURS, locations):
-            if hit.id != uuid and hit.id in images:
-                found[hit.id] = min(found.get(hit.id, BITS), round(hit.distance))
+            distance = round(hit.distance)
+            if hit.id != uuid and hit.id in images and (hit.id not in found or distance < found[hit.id].evidence.hamming):
+                found[hit.id] = Match("near", Evidence(distance))
+        candidates = {}
         if semantic:
             for hit in backend.semantic_neighbours(uuid, max_semantic_distance, NEIGHBOURS, locations):
                 if hit.id != uuid and hit.id in images and hit.id not in found:
-                    found[hit.id] = hashes[uuid].distance_to(hashes[hit.id])
+                    candidates[hit.id] = round(hit.distance, 4)
         on_done(1)
-        return found
+        return found, candidates
 
     with ThreadPoolExecutor(workers) as pool:  # independent queries: the database answers several at once
-        graph = dict(zip(images, pool.map(neighbours, images)))
-    return star_groups(images, graph)
+        answers = dict(zip(images, pool.map(neighbours, images)))
+    graph = {uuid: found for uuid, (found, _) in answers.items()}
+    candidates: dict[tuple[str, str], float] = {}  # each unordered pair once, not already a hash match
+    for uuid, (_, near) in answers.items():
+        for other, cosine in near.items():
+            if uuid not in graph.get(other, {}):
+                key = (uuid, other) if uuid < other else (other, uuid)
+                candidates[key] = min(cosine, candidates.get(key, cosine))
+
+    result = NearDuplicates(groups=[])
+    if candidates:
+        on_total(len(images) + len(candidates))
+        for (a, b), cosine, outcome in _verify(backend, modules, candidates, workers, on_done):
+            evidence = Evidence(hashes[a].distance_to(hashes[b]), cosine,
+                                outcome if isinstance(outcome, dict) else None)
+            if isinstance(outcome, str):
+                result.unverified.append(Pair(images[a], images[b], evidence, outcome))
+            elif outcome["verified"]:
+                graph.setdefault(a, {})[b] = Match("derived", evidence)
+            else:
+                result.similar.append(Pair(images[a], images[b], evidence))
+    result.groups = star_groups(images, graph)
+    return result
+
+
+def _verify(backend: Backend, modules: ModulesClient | None, candidates: dict[tuple[str, str], float],
+            workers: int, on_done: Callable[[int], None]):
+    """(pair, cosine, the verification dict or the reason it could not run) for each candidate."""
+    pairs = list(candidates)
+    if modules is None:
+        for pair in pairs:
+            yield pair, candidates[pair], "no module server to verify the pair"
+        return
+
+    def batch(chunk: list[tuple[str, str]]) -> list:
+        thumbnails = backend.thumbnails(list({uuid for pair in chunk for uuid in pair}))
+        missing = [pair for pair in chunk if not (thumbnails.get(pair[0]) and thumbnails.get(pair[1]))]
+        ready = [pair for pair in chunk if pair not in missing]
+        try:
+            verdicts = modules.verify([(thumbnails[a], thumbnails[b]) for a, b in ready])
+        except RuntimeError as exc:  # the module server failed after its retries
+            verdicts = [FeatureError(str(exc))] * len(ready)
+        outcomes = {pair: ("the index holds no thumbnail of one image (Elasticsearch: run `deeplens es setup "
+                           "--keep-thumbnails` and scan again)") for pair in missing}
+        outcomes.update({pair: str(v) if isinstance(v, FeatureError) else v for pair, v in zip(ready, verdicts)})
+        on_done(len(chunk))
+        return [(pair, candidates[pair], outcomes[pair]) for pair in chunk]
+
+    chunks = [pairs[i:i + VERIFY_BATCH] for i in range(0, len(pairs), VERIFY_BATCH)]
+    with ThreadPoolExecutor(min(workers, 4)) as pool:  # the module server verifies on all its cores
+        for results in pool.map(batch, chunks):
+            yield from results
 
 
 def phash_bands(phash_hex: str) -> list[str]:
@@ -166,29 +280,36 @@ def turned_copies(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dic
     return found
 
 
-def star_groups(images: dict[str, Member], graph: dict[str, dict[str, int]]) -> list[Group]:
-    """Star-shaped groups: a member joins only its centre's group, so a chain of pairwise-similar
-    images never pulls unrelated ones together. Centres are the images with the most
-    near-duplicates (ties: keep order), so a letterboxed or rotated copy, which matches fewer of
-    the others, does not split its family. Within a group the kept copy comes first and
-    `distance` is each member's pHash distance to the centre. `graph` maps an image to its
-    near-duplicates and their pHash distance; a pair found from either side counts."""
+def star_groups(images: dict[str, Member], graph: dict[str, dict[str, Match]]) -> list[Group]:
+    """Star-shaped groups around the copy to keep: a member joins only its centre's group, so a
+    chain of pairwise-similar images never pulls unrelated ones together, and every member's tier
+    and evidence describe its match with the kept copy itself. Centres are the images with the
+    most matches, then the most hash matches (a derived copy, which matches fewer of the others
+    and only by verification, is not kept over its source), then keep order. `graph` maps an image
+    to its matches; a pair found from either side counts."""
     for uuid, found in list(graph.items()):
-        for other, distance in found.items():
-            graph.setdefault(other, {}).setdefault(uuid, distance)
+        for other, match in found.items():
+            graph.setdefault(other, {}).setdefault(uuid, match)
+
+    def centre_order(uuid: str) -> tuple:
+        matches = graph.get(uuid, {})
+        return (-len(matches), -sum(m.tier == "near" for m in matches.values()), keep_order(images[uuid]))
+
     groups = []
     assigned: set[str] = set()
-    centres = sorted(images, key=lambda u: (-len(graph.get(u, ())), keep_order(images[u])))
-    for uuid in centres:
+    for uuid in sorted(images, key=centre_order):
         if uuid in assigned or not graph.get(uuid):
             continue
-        members = [replace(images[uuid], distance=0)]
-        for other, distance in sorted(graph[uuid].items(), key=lambda item: (item[1], item[0])):
+        kept = images[uuid]
+        members = []
+        for other, match in sorted(graph[uuid].items(), key=lambda item: (item[1].evidence.hamming, item[0])):
             if other not in assigned and other in images:
-                members.append(replace(images[other], distance=distance))
+                copy = images[other]
+                tier = "exact" if copy.content_sha256 == kept.content_sha256 else match.tier
+                members.append(replace(copy, tier=tier, evidence=match.evidence))
                 assigned.add(other)
-        if len(members) > 1:
+        if members:
             assigned.add(uuid)
-            kind = "exact" if len({m.content_sha256 for m in members}) == 1 else "near"
-            groups.append(Group(kind, sorted(members, key=keep_order)))
+            kind = max((m.tier for m in members), key=TIERS.index)
+            groups.append(Group(kind, [kept, *sorted(members, key=keep_order)]))
     return by_wasted_bytes(groups)

@@ -12,11 +12,11 @@ from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, MetadataQuery, Metrics
 from weaviate.exceptions import WeaviateQueryError
 
-from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, Hit
+from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit
 from deeplens.modules.phash import hex_to_vector
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, NoSemanticVectors, is_hash_only
 
-SHAS_PER_QUERY = 100  # content hashes per members query of exact_copies
+SHAS_PER_QUERY = 100  # content hashes (or ids) per query of exact_copies (and thumbnails)
 
 
 class WeaviateBackend:
@@ -72,6 +72,16 @@ class WeaviateBackend:
             filters=_location_filter(locations), return_metadata=MetadataQuery(distance=True), return_properties=[],
         )
         return _hits(response)
+
+    def thumbnails(self, image_ids: list[str]) -> dict[str, str | None]:
+        found = dict.fromkeys(image_ids)
+        for start in range(0, len(image_ids), SHAS_PER_QUERY):
+            response = self.collection.query.fetch_objects(
+                filters=Filter.by_id().contains_any(image_ids[start:start + SHAS_PER_QUERY]),
+                limit=SHAS_PER_QUERY, return_properties=THUMBNAIL_FIELDS,
+            )
+            found.update({str(obj.uuid): obj.properties.get("thumbnail") for obj in response.objects})
+        return found
 
     def similar_to_image(self, thumbnail: str, limit: int, locations: list[str] | None) -> list[Hit]:
         with self._semantic_needed("search --image (similar images)"):
