@@ -1,0 +1,85 @@
+"""The journal of a plan's actions: JSON lines, one event each.
+
+The copy in the data dir (`<data dir>/journals/<plan id>.jsonl`) is the one apply and undo trust:
+each event is appended and fsync'd, a `begin` before an action touches anything and a `done` after
+it, so after a crash (kill -9) the next apply or undo knows which action may be half done and
+looks at the files to finish or revert it. A copy of each location's events lies beside its
+quarantine (`.deeplens-quarantine/<plan id>/journal.jsonl`), for whoever finds the quarantine
+without the data dir; object stores cannot append, so it is rewritten, at most once a second and
+at the end. Events hold location names, paths, URIs and hashes: never options or credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from deeplens.connectors.cleanup.files import QUARANTINE_DIR, Place
+from deeplens.connectors.storage.errors import fs_error
+from deeplens.schema.models import utcnow
+
+REMOTE_EVERY_S = 1.0
+
+
+def journal_path(data_dir: Path, plan_id: str) -> Path:
+    return data_dir / "journals" / f"{plan_id}.jsonl"
+
+
+def read(path: Path) -> list[dict]:
+    """The events of a journal. A last line cut short by a crash is ignored: its action was not
+    started (a `begin` is complete before anything is touched)."""
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+class Journal:
+    def __init__(self, path: Path, plan_id: str, places: dict[str, Place]):
+        self.path = path
+        self.plan_id = plan_id
+        self.places = places
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.events = read(path) if path.exists() else []
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._dirty: set[str] = set()
+        self._flushed = 0.0
+
+    def write(self, event: str, **fields) -> dict:
+        record = {"event": event, "at": utcnow().isoformat(), **fields}
+        self._file.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.events.append(record)
+        self._dirty.update([fields["location"]] if "location" in fields else self.places)
+        if time.monotonic() - self._flushed >= REMOTE_EVERY_S:
+            self.flush_remote()
+        return record
+
+    def flush_remote(self) -> list[str]:
+        """Rewrite the copies beside the quarantines; returns the problems (a copy is a convenience,
+        the data dir's journal is the record, so a failure here stops nothing)."""
+        problems = []
+        for name in sorted(self._dirty & set(self.places)):
+            place = self.places[name]
+            lines = [json.dumps(e, default=str, ensure_ascii=False) for e in self.events
+                     if e.get("location", name) == name]
+            target = place.full(f"{QUARANTINE_DIR}/{self.plan_id}/journal.jsonl")
+            try:
+                place.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                place.fs.pipe_file(target, ("\n".join(lines) + "\n").encode())
+            except Exception as exc:  # noqa: BLE001 - every library raises its own types
+                problems.append(str(fs_error(exc, place.fs, target, "writing the journal copy")))
+        self._dirty.clear()
+        self._flushed = time.monotonic()
+        return problems
+
+    def close(self) -> list[str]:
+        problems = self.flush_remote()
+        self._file.close()
+        return problems
