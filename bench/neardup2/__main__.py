@@ -1,0 +1,3 @@
+from bench.neardup2.run import main
+
+main()
