@@ -44,12 +44,14 @@ demo: weaviate
 # Benchmarks print tables (bench/README.md); they are never part of `make test`.
 bench-quick: weaviate
 	$(PY) -m bench.neardup --quick
+	$(PY) -m bench.neardup2 --quick
 	$(PY) -m bench.scan_throughput --images 200
 	$(PY) bench/modules_throughput.py --images 48
 	$(PY) -m bench.query_latency --quick
 
 bench: weaviate
 	$(PY) -m bench.neardup
+	$(PY) -m bench.neardup2
 	$(PY) -m bench.scan_throughput --images 1000,10000 --imagededup
 	$(PY) bench/modules_throughput.py
 	$(PY) -m bench.query_latency

@@ -12,10 +12,11 @@ from datetime import datetime, timezone
 
 from PIL import Image
 
-from deeplens.modules.images import DEFAULT_MAX_PIXELS, open_image
+from deeplens.modules.images import DEFAULT_MAX_PIXELS, open_image, trim_borders
 
 THUMBNAIL_SIZE = 256
 THUMBNAIL_QUALITY = 90
+BORDER_MIN_SHARE = 0.02  # of the area; thinner uniform edges are part of many plain photos
 EXIF_IFD = 0x8769
 EXIF_DATETIME_ORIGINAL = 0x9003
 EXIF_DATETIME = 0x0132
@@ -32,6 +33,7 @@ class ImageFacts:
     taken_at: datetime | None
     camera: str | None
     thumbnail: str  # base64 JPEG, <= 256 px, EXIF-transposed
+    has_border: bool  # a uniform margin (letterbox, frame) around the picture: a sign of an edited copy
 
 
 def extract(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
@@ -50,7 +52,13 @@ def extract(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
         taken_at=taken_at,
         camera=camera,
         thumbnail=base64.b64encode(out.getvalue()).decode(),
+        has_border=_has_border(thumb),
     )
+
+
+def _has_border(thumb: Image.Image) -> bool:
+    content = trim_borders(thumb)  # what the module server hashes, so that framed copies match
+    return content.width * content.height < (1 - BORDER_MIN_SHARE) * thumb.width * thumb.height
 
 
 def _exif_facts(data: bytes) -> tuple[datetime | None, str | None]:

@@ -62,12 +62,13 @@ class ModulesClient:
         response = retry(lambda: self._http.post("/v1/features", json=body).raise_for_status(), what="module server")
         return [_parse(result) for result in response.json()["results"]]
 
-    def verify(self, pairs: list[tuple[str, str]]) -> list[dict | FeatureError]:
-        """Geometric verification (POST /v1/verify) of each pair of base64 images, in order: the
-        evidence (modules/verify.py), or a FeatureError where an image could not be read."""
+    def verify(self, images: list[str], pairs: list[tuple[int, int]], mirror: bool = True) -> list[dict | FeatureError]:
+        """Geometric verification (POST /v1/verify) of each pair of base64 images (indexes into
+        `images`), in order: the evidence (modules/verify.py), or a FeatureError where an image
+        could not be read. mirror: also try the second image mirrored."""
         if not pairs:
             return []
-        body = {"pairs": [{"a": a, "b": b} for a, b in pairs]}
+        body = {"images": images, "pairs": pairs, "mirror": mirror}
         response = retry(lambda: self._http.post("/v1/verify", json=body).raise_for_status(), what="module server")
         return [FeatureError(f"module server: {r['error']}") if "error" in r else r for r in response.json()["results"]]
 

@@ -14,6 +14,7 @@ only (none in a hash-only collection). Objects written by anyone else still get 
 from __future__ import annotations
 
 import collections
+import logging
 import posixpath
 import threading
 import time
@@ -39,6 +40,7 @@ from deeplens.schema.models import ImageRecord, SkippedFile, StorageLocation, fi
 from deeplens.schema.elasticsearch import image_document
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SKIPPED_COLLECTION, is_hash_only, to_properties
 
+log = logging.getLogger(__name__)
 CHUNK = 32  # images per module call and per Weaviate batch
 READ_AHEAD = 8  # chunks read ahead of the database writes: bounds memory when the writes are slower
 WRITERS = 3  # chunks being vectorized and written at once (bench/RESULTS.md: one left the CPU idle)
@@ -130,6 +132,8 @@ def scan(
 ) -> ScanSummary:
     started = time.monotonic()
     summary = ScanSummary(location=location.name, scan_id=uuid.uuid4().hex)
+    context = {"scan_id": summary.scan_id, "location": location.name}  # on every log line of this scan
+    log.info("scan started", extra=context)
     fs, root = storage.open_location(location.url, location.options, location.credentials_env)
     listed = {obj.path: obj for obj in storage.list_objects(fs, root, location.include, location.exclude, all_files=True)}
     summary.listed = len(listed)
@@ -173,15 +177,23 @@ def scan(
         ThreadPoolExecutor(WRITERS) as writers,
     ):
         reads = _bounded_map(readers, lambda obj: (obj, _read(fs, location, summary, obj)), todo, READ_AHEAD * CHUNK)
-        for count, stored, chunk_not_images, bytes_read in _bounded_map(writers, store, _chunks(reads, CHUNK), WRITERS):
-            not_images += chunk_not_images
-            summary.bytes_read += bytes_read
-            for p in stored:
-                if p.listed.path in known:
-                    summary.changed += 1
-                else:
-                    summary.new += 1
-            on_done(count)
+        try:
+            for count, stored, chunk_not_images, bytes_read in _bounded_map(writers, store, _chunks(reads, CHUNK), WRITERS):
+                not_images += chunk_not_images
+                summary.bytes_read += bytes_read
+                for p in stored:
+                    if p.listed.path in known:
+                        summary.changed += 1
+                    else:
+                        summary.new += 1
+                on_done(count)
+        except BaseException as exc:
+            # The store, the module server or Weaviate failed: the scan stops before deleting
+            # anything, and the queued reads and writes are dropped instead of failing one by one.
+            log.error("scan stopped: %s", exc, extra=context)
+            for pool in (readers, writers):
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
     summary.skipped_not_images = len(not_images) + len(still_skipped)
     gone = [path for path in known if path not in listed] + [path for path in not_images if path in known]
@@ -200,6 +212,8 @@ def scan(
     summary.finished_at = utcnow().isoformat()
     location.last_scan = asdict(summary) | {"error_list": summary.error_list[:KEPT_ERRORS]}
     save_location(client, location)
+    counts = ("listed", "new", "changed", "unchanged", "deleted", "skipped_not_images", "errors", "seconds")
+    log.info("scan finished", extra=context | {name: getattr(summary, name) for name in counts})
     return summary
 
 
@@ -230,6 +244,8 @@ def _read(fs, location: StorageLocation, summary: ScanSummary, obj: storage.List
             raise BadImage("file is empty (zero bytes)")
         with summary.timing("decode_thumbnail"):
             facts = extract(data)
+    except (storage.StorageUnreachableError, storage.StorageTransientError):
+        raise  # still failing after retries: the store is down, not this file, so the scan stops
     except (storage.StorageError, BadImage) as exc:
         return exc
     folder, filename = posixpath.split(obj.path)
@@ -249,6 +265,7 @@ def _read(fs, location: StorageLocation, summary: ScanSummary, obj: storage.List
         format=facts.format,
         taken_at=facts.taken_at,
         camera=facts.camera,
+        has_border=facts.has_border,
         thumbnail=facts.thumbnail,
         scan_id=summary.scan_id,
     )
@@ -273,6 +290,10 @@ def _record_errors(summary: ScanSummary, errors: list[dict]) -> None:
     with _SUMMARY_LOCK:  # writer threads record errors at once
         summary.errors += len(errors)
         summary.error_list.extend(errors)
+    for error in errors:
+        log.info("file not indexed: %s", error["error"],
+                 extra={"scan_id": summary.scan_id, "location": summary.location, "path": error["path"],
+                        "uri": error["uri"], "error": error["error"]})
 
 
 def _add_features(modules: ModulesClient, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:

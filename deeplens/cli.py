@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import httpx
 
-from deeplens import __version__
+from deeplens import __version__, logs
 from deeplens.config import Settings
 from deeplens.modules.profiles import DEFAULT_PROFILE, PROFILES, PROFILES_HELP
 from deeplens.processes import ServiceError
@@ -27,13 +27,17 @@ def settings_of(ctx: click.Context) -> Settings:
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Binaries and weights. Env: DEEPLENS_CACHE_DIR.")
 @click.option("--weaviate-url", help="Weaviate HTTP URL. Env: DEEPLENS_WEAVIATE_URL.")
 @click.option("--weaviate-grpc-port", type=int, help="Weaviate gRPC port. Env: DEEPLENS_WEAVIATE_GRPC_PORT.")
+@click.option("--weaviate-api-key", help="Weaviate API key (default: the embedded stack's). Env: DEEPLENS_WEAVIATE_API_KEY.")
 @click.option("--modules-url", help="DeepLens module server URL. Env: DEEPLENS_MODULES_URL.")
 @click.option("--es-url", help="Elasticsearch URL. Env: DEEPLENS_ES_URL.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Logs on stderr as text, or one JSON object per line. Env: DEEPLENS_LOG_FORMAT [text].")
 @click.pass_context
 def main(ctx: click.Context, **options) -> None:
     """DeepLens: image similarity search and duplicate detection for Weaviate and Elasticsearch."""
     overrides = {key: value for key, value in options.items() if value is not None}
     ctx.obj = Settings(**overrides)
+    logs.configure(ctx.obj.log_format)
 
 
 @main.command()
@@ -89,9 +93,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     info = {
         "data_dir": str(settings.data_dir),
         "weaviate_url": settings.weaviate_url,
-        "weaviate_version": _weaviate_server_version(settings.weaviate_url),
+        "weaviate_version": _weaviate_server_version(settings),
         "modules_url": settings.modules_url,
-        "modules": _modules_meta(settings.modules_url),
+        "modules": _modules_meta(settings),
         "es_url": settings.es_url,
         "services": rows,
     }
@@ -114,16 +118,21 @@ def status(ctx: click.Context, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _modules_meta(url: str) -> dict | None:
-    try:
-        return httpx.get(f"{url}/meta", timeout=2).json()
-    except (httpx.HTTPError, ValueError):
-        return None
+def _modules_meta(settings: Settings) -> dict | None:
+    return _get_json(f"{settings.modules_url}/meta", settings.modules_api_key and settings.modules_api_key.get_secret_value())
 
 
-def _weaviate_server_version(url: str) -> str | None:
+def _weaviate_server_version(settings: Settings) -> str | None:
+    meta = _get_json(f"{settings.weaviate_url}/v1/meta", settings.weaviate_key())
+    return meta.get("version") if meta else None
+
+
+def _get_json(url: str, key: str | None) -> dict | None:
+    """The JSON answer of a GET with the service's bearer key; None when it does not answer it."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        return httpx.get(f"{url}/v1/meta", timeout=2).json().get("version")
+        response = httpx.get(url, headers=headers, timeout=2)
+        return response.json() if response.is_success else None
     except (httpx.HTTPError, ValueError):
         return None
 
@@ -177,7 +186,8 @@ def serve_modules(ctx: click.Context, host, port, profile, device, random_weight
         config.decode_threads = decode_threads
     try:
         run_server(host or settings.modules_host, port or settings.modules_port, profile, device, random_weights,
-                   settings.cache_dir, clip_checkpoint, config, max_body_mb * 1024 * 1024, torch_threads)
+                   settings.cache_dir, clip_checkpoint, config, max_body_mb * 1024 * 1024, torch_threads,
+                   settings.modules_api_key.get_secret_value() if settings.modules_api_key else None)
     except WeightsMissing as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -13,7 +13,7 @@ from deeplens.samples import write_demo_locations
 def demo(ctx: click.Context) -> None:
     """Start the stack, index two sample locations, show duplicates and a similarity search."""
     from deeplens.cli import up
-    from deeplens.connectors.cli import duplicates_command, scan_command, search_command
+    from deeplens.connectors.cli import duplicates_command, plan_command, scan_command, search_command
     from deeplens.connectors.cli.storage import storage_add
 
     settings: Settings = ctx.find_object(Settings)
@@ -45,18 +45,25 @@ def demo(ctx: click.Context) -> None:
     step(f"Images most similar to {query}")
     ctx.invoke(search_command, image=str(query), limit=5)
 
+    plan_file = root / "plan.json"
+    step(f"A cleanup plan (nothing is changed; `deeplens apply {plan_file} --yes` would act on it)")
+    ctx.invoke(plan_command, out_path=plan_file, show_groups=True)
+
     env = f"DEEPLENS_DATA_DIR={settings.data_dir}" if "DEEPLENS_DATA_DIR" in __import__("os").environ else ""
+    # Weaviate wants its API key; print where it is, never the key itself.
+    key = "$DEEPLENS_WEAVIATE_API_KEY" if settings.weaviate_api_key else f"$(cat {settings.weaviate_key_path})"
+    auth = f'-H "Authorization: Bearer {key}"'
     step("The stack keeps running. Try:")
     click.echo(f"""  {env} .venv/bin/deeplens duplicates --near --json
   {env} .venv/bin/deeplens search --image {query} --near-dup
   {env} .venv/bin/deeplens stats
 
   Weaviate GraphQL, e.g. five indexed images:
-  curl -s {settings.weaviate_url}/v1/graphql -H 'Content-Type: application/json' -d '{{"query":
+  curl -s {settings.weaviate_url}/v1/graphql {auth} -H 'Content-Type: application/json' -d '{{"query":
     "{{ Get {{ DeepLensImage(limit: 5) {{ uri size_bytes phash _additional {{ id }} }} }} }}"}}'
 
   Exact duplicate groups by content hash:
-  curl -s {settings.weaviate_url}/v1/graphql -H 'Content-Type: application/json' -d '{{"query":
+  curl -s {settings.weaviate_url}/v1/graphql {auth} -H 'Content-Type: application/json' -d '{{"query":
     "{{ Aggregate {{ DeepLensImage(groupBy: [\\"content_sha256\\"]) {{ groupedBy {{ value }} meta {{ count }} }} }} }}"}}'
 
   Stop it with: {env} .venv/bin/deeplens down""")

@@ -7,6 +7,8 @@ ports Weaviate's cluster layer uses (kept stable so its Raft state stays valid a
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +33,17 @@ class WeaviatePorts:
 
 
 def weaviate_service(
-    binary: Path, data_path: Path, run_dir: Path, host: str, ports: WeaviatePorts, modules_url: str
+    binary: Path, data_path: Path, run_dir: Path, host: str, ports: WeaviatePorts, modules_url: str, api_key: str
 ) -> Service:
+    if not api_key or "," in api_key:  # Weaviate reads a comma-separated list of keys
+        raise ServiceError("The Weaviate API key must be non-empty and hold no comma; set another DEEPLENS_WEAVIATE_API_KEY.")
     env = {
-        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+        # Only holders of the key get in, over REST and gRPC alike. Without an authorization
+        # module configured, Weaviate lets every authenticated user do everything.
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
+        "AUTHENTICATION_APIKEY_ENABLED": "true",
+        "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
+        "AUTHENTICATION_APIKEY_USERS": "deeplens",
         "PERSISTENCE_DATA_PATH": str(data_path),
         "DEFAULT_VECTORIZER_MODULE": "none",
         "ENABLE_MODULES": "multi2vec-clip,img2vec-neural",
@@ -84,6 +93,19 @@ def modules_service(
     )
 
 
+def stored_api_key(path: Path) -> str:
+    """The key in `path`, generated on first use; the file is readable by its owner only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)  # a copied or restored file may have come back readable by others
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        key = secrets.token_urlsafe(32)
+        file.write(key + "\n")
+    return key
+
+
 class Stack:
     """The services `deeplens up` starts for one data dir."""
 
@@ -110,6 +132,13 @@ class Stack:
             self.settings.profile, self.settings.cache_dir, extra,
         )
 
+    def api_key(self) -> str:
+        """DEEPLENS_WEAVIATE_API_KEY, else the key generated into the data dir on the first `up`."""
+        if self.settings.weaviate_api_key is not None:
+            return self.settings.weaviate_api_key.get_secret_value()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return stored_api_key(self.settings.weaviate_key_path)
+
     def weaviate(self, progress: Progress = print) -> Service:
         binary = resolve_weaviate_binary(self.settings, progress)
         return weaviate_service(
@@ -119,6 +148,7 @@ class Stack:
             self.settings.weaviate_host,
             self.weaviate_ports(),
             self.settings.modules_url,
+            self.api_key(),
         )
 
     def recorded_services(self) -> list[Service]:

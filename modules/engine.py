@@ -15,7 +15,7 @@ from deeplens.modules.batching import DynamicBatcher
 from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image, trim_borders
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import SemanticModel
-from deeplens.modules.verify import Verification, verify
+from deeplens.modules.verify import Keypoints, Verification, verify
 
 # JPEGs decode at a reduced scale (1/2 .. 1/8) that keeps both sides >= this many pixels.
 # One size for every feature set: the decode scale changes the pHash by a bit or two, and the same
@@ -109,14 +109,27 @@ class Engine:
         """One result per image, in order; a bad image yields its BadImage instead of failing all."""
         return await asyncio.gather(*(self.analyse(data, features) for data in images), return_exceptions=True)
 
-    async def verify_all(self, pairs: list[tuple[bytes, bytes]]) -> list[Verification | BadImage]:
-        """Geometric verification of each pair on the decode threads; a pair with an unreadable
-        image yields its BadImage."""
+    async def verify_all(self, images: list[bytes | BadImage], pairs: list[tuple[int, int]],
+                         mirror: bool = True) -> list[Verification | BadImage]:
+        """Geometric verification of each pair of images (indexes into `images`; an image that
+        could not even be received is its BadImage) on the decode threads: each image's features
+        once, then the pairs; a pair with an unreadable image yields its BadImage."""
         loop = asyncio.get_running_loop()
-        return await asyncio.gather(
-            *(loop.run_in_executor(self.decode_pool, verify, a, b, self.config.max_pixels) for a, b in pairs),
-            return_exceptions=True,
-        )
+
+        async def prepare(data: bytes | BadImage) -> Keypoints | BaseException:
+            if isinstance(data, BadImage):
+                return data
+            return await loop.run_in_executor(self.decode_pool, Keypoints.of, data, self.config.max_pixels)
+
+        keypoints = await asyncio.gather(*(prepare(data) for data in images), return_exceptions=True)
+
+        def one(a: int, b: int) -> Verification | BadImage:
+            bad = next((k for k in (keypoints[a], keypoints[b]) if isinstance(k, BaseException)), None)
+            if bad is not None:
+                return bad
+            return verify(keypoints[a], keypoints[b], mirror)
+
+        return await asyncio.gather(*(loop.run_in_executor(self.decode_pool, one, a, b) for a, b in pairs))
 
     async def embed(self, analyses: list[Analysis]) -> list[np.ndarray]:
         return await self.batcher.submit([a.pixels for a in analyses]) if analyses else []

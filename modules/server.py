@@ -13,6 +13,7 @@ from PIL import Image
 from deeplens.modules.app import create_app
 from deeplens.modules.engine import EngineConfig
 from deeplens.modules.models import load_semantic_model
+from deeplens.modules.routes.common import require_api_key
 
 
 def serve(
@@ -26,6 +27,7 @@ def serve(
     config: EngineConfig,
     max_body_bytes: int,
     torch_threads: int | None,
+    api_key: str | None = None,
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Pillow's own bomb check (error above twice this) would otherwise cap --max-pixels at ~179M.
@@ -37,4 +39,6 @@ def serve(
         "profile %s: %s (%d-d, weights: %s) on %s", profile, model.name, model.dim, model.weights, model.device
     )
     app = create_app(model, profile, config, max_body_bytes)
+    if api_key:
+        require_api_key(app, api_key)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -50,6 +50,7 @@ class StorageLocation(BaseModel):
     credentials_env: dict[str, str] = Field(
         default_factory=dict, description="fsspec option -> name of the environment variable holding it"
     )
+    reference: bool = Field(default=False, description="a reference location: cleanups keep its files, never touch them")
     added_at: datetime = Field(default_factory=utcnow)
     last_scan: dict[str, Any] | None = Field(default=None, description="summary and errors of the last scan")
 
@@ -80,6 +81,7 @@ class ImageRecord(BaseModel):
     format: str | None = None
     taken_at: datetime | None = None
     camera: str | None = None
+    has_border: bool | None = Field(default=None, description="a uniform margin around the picture (letterbox, frame)")
     phash: str | None = Field(default=None, description="64-bit DCT pHash, 16 hex digits")
     phash_dihedral: list[str] = Field(
         default_factory=list, description="pHash of the 8 rotations/mirrors, for rotation-proof near-duplicate search"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import weaviate
+from weaviate.classes.init import Auth
 from click.testing import CliRunner
 
 from deeplens.cli import main
@@ -17,11 +18,12 @@ from deeplens.processes import free_port
 
 
 def weaviate_client(endpoint) -> weaviate.WeaviateClient:
-    return weaviate.connect_to_local(host=endpoint.host, port=endpoint.http_port, grpc_port=endpoint.grpc_port)
+    return weaviate.connect_to_local(host=endpoint.host, port=endpoint.http_port, grpc_port=endpoint.grpc_port,
+                                     auth_credentials=Auth.api_key(endpoint.api_key))
 
 
 def uri(path: Path) -> str:
-    return f"file://{path}"  # as DeepLens writes it: absolute, readable, not percent-encoded
+    return path.as_uri()  # as DeepLens writes it: absolute, percent-encoded (RFC 8089)
 
 
 def run(env: dict, *args: str, ok: bool = True):

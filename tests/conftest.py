@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ class WeaviateEndpoint:
     host: str
     http_port: int
     grpc_port: int
+    api_key: str
 
     @property
     def url(self) -> str:
@@ -57,23 +59,25 @@ def modules_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def weaviate(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Iterator[WeaviateEndpoint]:
-    """A real Weaviate: the local binary (default) or, with DEEPLENS_TEST_WEAVIATE=docker, the image."""
+    """A real Weaviate: the local binary (default) or, with DEEPLENS_TEST_WEAVIATE=docker, the image.
+    Like the embedded stack's, it refuses requests without its API key."""
+    api_key = secrets.token_urlsafe(16)
     if os.environ.get("DEEPLENS_TEST_WEAVIATE") == "docker":
-        yield from _weaviate_container(modules_url)
+        yield from _weaviate_container(modules_url, api_key)
         return
     root = tmp_path_factory.mktemp("weaviate")
     binary = resolve_weaviate_binary(Settings(), progress=print)
     ports = WeaviatePorts(**{name: free_port() for name in WeaviatePorts.__dataclass_fields__})
-    service = weaviate_service(binary, root / "data", root / "run", "127.0.0.1", ports, modules_url)
+    service = weaviate_service(binary, root / "data", root / "run", "127.0.0.1", ports, modules_url, api_key)
     service.start()
     try:
         service.wait_ready(WEAVIATE_START_TIMEOUT)
-        yield WeaviateEndpoint("127.0.0.1", ports.http, ports.grpc)
+        yield WeaviateEndpoint("127.0.0.1", ports.http, ports.grpc, api_key)
     finally:
         service.stop()
 
 
-def _weaviate_container(modules_url: str) -> Iterator[WeaviateEndpoint]:
+def _weaviate_container(modules_url: str, api_key: str) -> Iterator[WeaviateEndpoint]:
     from deeplens.config import WEAVIATE_VERSION
 
     if shutil.which("docker") is None:
@@ -82,11 +86,13 @@ def _weaviate_container(modules_url: str) -> Iterator[WeaviateEndpoint]:
 
     # The container reaches the module server on the host through host networking.
     env = {"ENABLE_MODULES": "multi2vec-clip,img2vec-neural", "CLIP_INFERENCE_API": modules_url,
-           "IMAGE_INFERENCE_API": modules_url}
+           "IMAGE_INFERENCE_API": modules_url, "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
+           "AUTHENTICATION_APIKEY_ENABLED": "true", "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
+           "AUTHENTICATION_APIKEY_USERS": "deeplens"}
     container = WeaviateContainer(image=f"cr.weaviate.io/semitechnologies/weaviate:{WEAVIATE_VERSION}", env_vars=env)
     # Untested here (no Docker engine on these machines): host networking, so Weaviate's own ports.
     with container.with_kwargs(network_mode="host"):
-        yield WeaviateEndpoint("127.0.0.1", 8080, 50051)
+        yield WeaviateEndpoint("127.0.0.1", 8080, 50051, api_key)
 
 
 @pytest.fixture
@@ -102,5 +108,6 @@ def env(weaviate: WeaviateEndpoint, modules_url: str, tmp_path) -> dict[str, str
         "DEEPLENS_DATA_DIR": str(tmp_path / "data"),
         "DEEPLENS_WEAVIATE_URL": weaviate.url,
         "DEEPLENS_WEAVIATE_GRPC_PORT": str(weaviate.grpc_port),
+        "DEEPLENS_WEAVIATE_API_KEY": weaviate.api_key,
         "DEEPLENS_MODULES_URL": modules_url,
     }

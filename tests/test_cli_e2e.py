@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -97,11 +98,32 @@ def test_exact_and_near_duplicates_across_locations(env, two_locations):
     assert not any("flower" in m["uri"] for g in near["groups"] for m in g["members"])
     assert near["total_wasted_bytes"] == sum(g["wasted_bytes"] for g in near["groups"])
 
+    # Tiers: each copy says how it matches the kept original, with the evidence.
+    tiers = {unquote(Path(m["uri"]).name): (m["tier"], m["evidence"]) for g in near["groups"] for m in g["members"]}
+    assert tiers["astronaut copy ü.jpg"][0] == "exact"
+    for name in ("coffee-recompress.jpg", "rocket-rot90.jpg", "hubble_deep_field-mirror.jpg", "coins-resize.jpg"):
+        assert tiers[name][0] == "near" and tiers[name][1]["hamming"] <= 8, (name, tiers[name])
+    tier, evidence = tiers["brick-crop.jpg"]  # found by the embedding, confirmed by verification
+    assert tier == "derived" and evidence["verification"]["verified"] and evidence["cosine"] <= 0.08, evidence
+    assert evidence["verification"]["scale"] > 1  # the crop shows part of the original, enlarged
+    tier, evidence = tiers["china-border.jpg"]  # its pHash matches once the border is trimmed
+    assert tier == "derived" and evidence["hamming"] <= 8, evidence
+    assert {tiers[f"{name}.jpg"][0] for name in ["astronaut", *edits]} == {"kept"}  # the originals are kept
+    assert near["unverified"] == []
+
+    # explain: the same verdicts for one pair at a time, with the reasons.
+    crop = run_json(env, "explain", uri(archive / "brick.jpg"), uri(exports / "edited" / "brick-crop.jpg"))
+    assert crop["tier"] == "derived" and crop["evidence"]["verification"]["inliers"] >= 15
+    unrelated = run_json(env, "explain", uri(archive / "coffee.jpg"), uri(exports / "flower.jpg"))
+    assert unrelated["tier"] in ("different", "similar") and not unrelated["evidence"]["verification"]["verified"]
+    missing = run(env, "explain", uri(archive / "coffee.jpg"), uri(archive / "nowhere.jpg"), ok=False)
+    assert missing.exit_code == 1 and "not in the index" in missing.output
+
     # --csv: one row per member, the same groups in the same order, the kept copy marked.
     rows = list(csv.DictReader(io.StringIO(run(env, "duplicates", "--near", "--csv").stdout)))
-    assert [(int(r["group"]), r["uri"], r["kept"] == "True", int(r["size_bytes"]), int(r["distance"]), r["kind"],
-             int(r["group_wasted_bytes"])) for r in rows] == [
-        (number, m["uri"], index == 0, m["size_bytes"], m["distance"], g["kind"], g["wasted_bytes"])
+    assert [(int(r["group"]), r["uri"], r["kept"] == "True", r["tier"], int(r["size_bytes"]), int(r["distance"]),
+             r["kind"], int(r["group_wasted_bytes"])) for r in rows] == [
+        (number, m["uri"], index == 0, m["tier"], m["size_bytes"], m["distance"], g["kind"], g["wasted_bytes"])
         for number, g in enumerate(near["groups"], 1) for index, m in enumerate(g["members"])
     ]
 

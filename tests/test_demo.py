@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import unquote
 
 import pytest
 
@@ -28,9 +29,9 @@ def test_demo_indexes_the_samples_and_groups_every_copy_with_its_original(tmp_pa
     assert "Images most similar to" in demo.stdout and "coffee.jpg" in demo.stdout
     by_original = {}
     for group in near["groups"]:
-        names = [m["uri"].rsplit("/", 1)[1] for m in group["members"] if "/archive/" in m["uri"]]
+        names = [unquote(m["uri"].rsplit("/", 1)[1]) for m in group["members"] if "/archive/" in m["uri"]]
         assert len(names) == 1, f"a group mixes originals: {names}"
-        by_original[names[0].removesuffix(".jpg")] = {m["uri"].rsplit("/", 1)[1] for m in group["members"]}
+        by_original[names[0].removesuffix(".jpg")] = {unquote(m["uri"].rsplit("/", 1)[1]) for m in group["members"]}
     edited = dict(zip(originals, list(TRANSFORMS)[:10]))
     for name, edit in edited.items():
         assert f"{name}-{edit}.jpg" in by_original.get(name, set()), f"{name}-{edit}.jpg not next to {name}.jpg"

@@ -246,8 +246,8 @@ def test_verify_confirms_crops_and_borders_and_rejects_look_alikes(client):
     tilted = original.rotate(4, resample=Image.Resampling.BICUBIC)
     pairs = [(original, cropped), (original, bordered), (original, tilted), (original, photo("coffee", 512)),
              (photo("chelsea", 512), photo("coffee", 512))]
-    payload = {"pairs": [{"a": b64(encode(a)), "b": b64(encode(b))} for a, b in pairs]
-               + [{"a": b64(encode(original)), "b": b64(b"not an image")}]}
+    images = [b64(encode(image)) for pair in pairs for image in pair] + [b64(b"not an image")]
+    payload = {"images": images, "pairs": [[2 * i, 2 * i + 1] for i in range(len(pairs))] + [[0, len(images) - 1]]}
     response = post_raw(client, "/v1/verify", payload)
     assert response.status_code == 200, response.text
     crop, border, tilt, other, another, bad = response.json()["results"]
@@ -255,10 +255,14 @@ def test_verify_confirms_crops_and_borders_and_rejects_look_alikes(client):
         assert check["verified"] and check["inliers"] >= 15, check
     assert crop["scale"] > 1.0  # the crop, shown at the same size, is the original enlarged
     assert abs(tilt["rotation_deg"] + 4) < 1.5 or abs(tilt["rotation_deg"] - 4) < 1.5
-    x0, y0, x1, y1 = border["box"]  # the original sits inside the bordered copy, off its edges
+    x0, y0, x1, y1 = border["a_in_b"]  # the original sits inside the bordered copy, off its edges
     assert 0 < x0 < 0.2 and 0 < y0 < 0.2 and 0.8 < x1 < 1 and 0.8 < y1 < 1
+    assert border["derived"] == "b" and crop["derived"] == "b"  # the bordered copy; the crop
+    x0, y0, x1, y1 = crop["b_in_a"]
+    assert 0.05 < x0 < 0.15 and 0.05 < y0 < 0.15 and 0.85 < x1 < 0.95 and 0.85 < y1 < 0.95
     assert not other["verified"] and not another["verified"] and other["inliers"] < 15
     assert "supported format" in bad["error"]
+    json_error(post_raw(client, "/v1/verify", {"images": images[:2], "pairs": [[0, 2]]}), 422)
 
 
 def test_line_wrapped_base64_and_data_urls(client):

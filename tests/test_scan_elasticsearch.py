@@ -9,7 +9,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from PIL import Image
 
-from deeplens.samples import jpeg_bytes, sample_photos, write_demo_locations
+from deeplens.samples import TRANSFORMS, jpeg_bytes, sample_photos, write_demo_locations
 from deeplens.schema.elasticsearch import IMAGES_ALIAS
 from tests.cli import run, run_json, uri
 
@@ -83,6 +83,34 @@ def test_scan_without_es_setup_says_what_to_run(es_env, tmp_path):
     run(env, "storage", "add", "photos", str(folder))
     result = run(env, "scan", "photos", ok=False)
     assert result.exit_code == 1 and "deeplens es setup" in result.output
+
+
+def test_a_pair_that_cannot_be_verified_is_reported_never_grouped(es_env, tmp_path):
+    """An index without thumbnails (Elasticsearch's default pipeline drops them unless `es setup
+    --keep-thumbnails`; the test node runs no ingest pipelines, so the test drops one itself)
+    cannot verify a crop: the pair is reported with the reason, never grouped."""
+    env, es = es_env
+    photos = sample_photos()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    original = photos["brick"].convert("RGB")
+    (folder / "brick.jpg").write_bytes(jpeg_bytes(original))
+    (folder / "brick-crop.jpg").write_bytes(jpeg_bytes(TRANSFORMS["crop"](original)))
+    run(env, "es", "setup", "--mode", "precomputed")
+    run(env, "storage", "add", "photos", str(folder))
+    run_json(env, "scan", "photos")
+    es.indices.refresh(index=IMAGES_ALIAS)
+    [crop] = es.search(index=IMAGES_ALIAS, query={"term": {"filename": "brick-crop.jpg"}})["hits"]["hits"]
+    es.index(index=crop["_index"], id=crop["_id"], document={k: v for k, v in crop["_source"].items() if k != "thumbnail"},
+             refresh=True)
+    near = run_json(env, "duplicates", "--near", "--backend", "elasticsearch")
+    assert near["groups"] == [] and near["total_wasted_bytes"] == 0
+    [pair] = near["unverified"]
+    assert {pair["a"], pair["b"]} == {uri(folder / "brick.jpg"), uri(folder / "brick-crop.jpg")}
+    assert "--keep-thumbnails" in pair["reason"] and pair["evidence"]["cosine"] <= 0.16
+    # Weaviate keeps thumbnails: there the same pair is verified and grouped.
+    [group] = run_json(env, "duplicates", "--near")["groups"]
+    assert [m["tier"] for m in group["members"]] == ["kept", "derived"]
 
 
 def test_weaviate_and_elasticsearch_give_the_same_groups_and_stats(es_env, tmp_path):

@@ -8,8 +8,11 @@ import socket
 import stat
 from pathlib import Path
 
+import grpc
+import httpx
 import pytest
 import weaviate.classes as wvc
+from weaviate.proto.v1.v6300.v1 import search_get_pb2, weaviate_pb2_grpc
 
 from deeplens.config import Settings
 from deeplens.weaviate_binary import WeaviateUnavailable, resolve_weaviate_binary
@@ -46,6 +49,9 @@ def test_up_status_down_round_trip_in_separate_data_dirs(tmp_path):
     up = deeplens("up", env=first)
     assert up.returncode == 0, up.stderr
     try:
+        key_file = tmp_path / "a" / "weaviate-api-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        _only_key_holders_get_in(first, key_file.read_text().strip())
         status = json.loads(deeplens("status", "--json", env=first).stdout)
         [weaviate_row] = [row for row in status["services"] if row["name"] == "weaviate"]
         assert weaviate_row["ready"] and weaviate_row["pid"]
@@ -67,6 +73,23 @@ def test_up_status_down_round_trip_in_separate_data_dirs(tmp_path):
     assert not Path(f"/proc/{weaviate_row['pid']}").exists() or _is_zombie(weaviate_row["pid"])
     after = json.loads(deeplens("status", "--json", env=first).stdout)
     assert after["services"] == [] and after["weaviate_version"] is None
+
+
+def _only_key_holders_get_in(env: dict[str, str], key: str) -> None:
+    """Anonymous REST and gRPC requests are refused; with the key, both work."""
+    url, grpc_port = env["DEEPLENS_WEAVIATE_URL"], env["DEEPLENS_WEAVIATE_GRPC_PORT"]
+    bearer = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{url}/v1/schema").status_code == 401
+    created = httpx.post(f"{url}/v1/schema", json={"class": "Probe", "vectorizer": "none"}, headers=bearer)
+    assert created.status_code == 200, created.text
+    search = search_get_pb2.SearchRequest(collection="Probe", limit=1, uses_123_api=True, uses_125_api=True,
+                                          uses_127_api=True)
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = weaviate_pb2_grpc.WeaviateStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Search(search, timeout=10)
+        assert "unauthorized" in refused.value.details()  # Weaviate answers status UNKNOWN
+        assert list(stub.Search(search, metadata=[("authorization", f"Bearer {key}")], timeout=10).results) == []
 
 
 def _is_zombie(pid: int) -> bool:

@@ -43,8 +43,9 @@ from bench.neardup.dataset import ALL_TRANSFORMS, Item
 
 Pair = frozenset
 
+# Semantic candidates are confirmed by geometric verification, so looser ones are worth trying.
 FULL = dict(photos=None, drawn=44, distractors=100,
-            max_distance=(8, 10, 12, 14), max_semantic=(0.0, 0.06, 0.08, 0.1, 0.12))
+            max_distance=(8, 10, 12, 14), max_semantic=(0.0, 0.08, 0.12, 0.16, 0.2, 0.25))
 QUICK = dict(photos=8, drawn=8, distractors=30,
              max_distance=(10, 12), max_semantic=(0.0, 0.08, 0.1))
 

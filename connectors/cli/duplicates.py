@@ -8,6 +8,7 @@ import sys
 import click
 
 from deeplens.connectors.cli.common import backend_option, console, echo_json, human_size, progress, query_backend
+from deeplens.connectors.cli.folders import folders_option
 from deeplens.connectors.queries import grouping
 
 CSV_COLUMNS = ["group", "kind", "kept", "tier", "uri", "location", "size_bytes", "distance", "cosine", "inliers",
@@ -15,6 +16,7 @@ CSV_COLUMNS = ["group", "kind", "kept", "tier", "uri", "location", "size_bytes",
 
 
 @click.command("duplicates")
+@folders_option
 @click.option("--exact", "mode", flag_value="exact", default=True, help="Byte-identical copies (default).")
 @click.option("--near", "mode", flag_value="near",
               help="Also near copies (pHash, rotations, mirrors) and derived ones (crops, borders, watermarks, "

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import click
-from rich.table import Table
+import sys
+from urllib.parse import urlsplit
 
-from deeplens.connectors import registry
+import click
+import httpx
+from rich.table import Table
+from weaviate.exceptions import WeaviateBaseError
+
+from deeplens.connectors import registry, storage
 from deeplens.connectors.cli.common import echo_json, out, progress, weaviate_database
 from deeplens.connectors.cli.common import settings as current_settings
 
@@ -42,21 +47,64 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
             for name, rows in ([] if as_json else errors.items()):
                 click.echo(f"{name}: {len(rows)} errors in the last scan")
                 for row in rows:
-                    click.echo(f"  {row['uri']}: {row['error']}")
+                    click.echo(f"  {row['uri']}: {printable(row['error'])}")
             return
-        summaries = []
+        summaries, failures = [], []
         for location in locations:
-            with progress() as bar:
-                task = bar.add_task(f"scan {location.name}", total=None)
-                summary = scan(
-                    client, location, settings.modules_url, workers=workers,
-                    on_total=lambda total: bar.update(task, total=total),
-                    on_done=lambda count: bar.advance(task, count),
-                    elasticsearch=elasticsearch,
-                )
+            try:
+                with progress() as bar:
+                    task = bar.add_task(f"scan {location.name}", total=None)
+                    summary = scan(
+                        client, location, settings.modules_url, workers=workers,
+                        on_total=lambda total: bar.update(task, total=total),
+                        on_done=lambda count: bar.advance(task, count),
+                        elasticsearch=elasticsearch,
+                    )
+            except (storage.StorageError, RuntimeError, WeaviateBaseError, httpx.HTTPError) as exc:
+                failures.append(_stopped(location.name, exc))
+                continue
             summaries.append(summary)
     if as_json:
         echo_json([{k: v for k, v in s.__dict__.items() if k != "error_list"} for s in summaries])
+    else:
+        _print_table(summaries)
+    for failure in failures:
+        click.echo(failure, err=True)
+    if failures:
+        sys.exit(1)
+
+
+def _stopped(name: str, exc: Exception) -> str:
+    """Why the scan of a location stopped, and what to do about it."""
+    settings = current_settings()
+    if isinstance(exc, storage.StorageError):
+        cause = str(exc)  # says what failed and what to check
+    elif _caused_by(exc, httpx.HTTPError) or urlsplit(settings.modules_url).netloc in str(exc):
+        # The second: Weaviate's vectorizer module could not reach the module server either.
+        cause = (f"the module server at {settings.modules_url} failed: {exc}. Check that it runs (`deeplens "
+                 "status`; `deeplens up` starts the embedded one) and DEEPLENS_MODULES_URL / DEEPLENS_MODULES_API_KEY")
+    elif _caused_by(exc, WeaviateBaseError):
+        cause = (f"Weaviate at {settings.weaviate_url} failed: {exc}. Check that it runs (`deeplens status`; "
+                 "`deeplens up` starts the embedded one)")
+    else:
+        raise exc  # not a failure of a service: a bug, shown with its traceback
+    return (f"scan of '{name}' stopped: {printable(cause)}. Nothing that still exists was removed from the index, "
+            f"and what was indexed before the failure stays; run `deeplens scan {name}` again once this is fixed: "
+            "it reads only what is not indexed yet.")
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    return any(isinstance(e, kind) for e in storage.errors.chain(exc))
+
+
+def printable(text: str) -> str:
+    """Control characters (a newline in a file name, an escape sequence) shown escaped, so one
+    line of output stays one line and cannot drive the terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def _print_table(summaries) -> None:
+    if not summaries:
         return
     table = Table("location", "new", "changed", "unchanged", "deleted", "not images", "errors", "MB read", "images/s")
     for s in summaries:

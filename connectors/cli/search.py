@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from deeplens.connectors import storage
 from deeplens.connectors.cli.common import backend_option, echo_json, out, query_backend
 from deeplens.connectors.queries.grouping import DEFAULT_MAX_DISTANCE
 from deeplens.connectors.queries.search import read_query_image, search_image, search_text
@@ -28,7 +29,7 @@ def search_command(image, text, limit, locations, near_dup, max_distance, as_jso
         raise click.UsageError("--near-dup needs --image")
     locations = list(locations) or None
     try:
-        data = read_query_image(image) if image else None
+        data = read_query_image(storage.fsspec_url(image)) if image else None  # a path, or a uri from results
         with query_backend(backend) as (queries, modules):
             if image:
                 hits = search_image(queries, modules, data, limit, locations, near_dup, max_distance)

@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from deeplens.connectors import registry, storage
+from deeplens.connectors.cleanup.files import with_quarantine_excluded
 from deeplens.connectors.cli.common import echo_json, out, weaviate_database
 from deeplens.schema.models import StorageLocation
 
@@ -33,7 +34,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching (repeatable).")
 @click.option("--credentials-env", multiple=True, metavar="OPTION=ENV_VAR",
               help="Take fsspec option OPTION from environment variable ENV_VAR (never stored).")
-def storage_add(name, url, options, include, exclude, credentials_env) -> None:
+@click.option("--reference", is_flag=True,
+              help="A reference location: cleanups keep its copies first and never touch its files.")
+def storage_add(name, url, options, include, exclude, credentials_env, reference) -> None:
     """Add (or update) a storage location NAME at fsspec URL, after checking it is reachable.
 
     \b
@@ -47,6 +50,7 @@ def storage_add(name, url, options, include, exclude, credentials_env) -> None:
         location = StorageLocation(
             name=name, url=url, options=_pairs(options, "--option"), include=list(include),
             exclude=list(exclude), credentials_env=_pairs(credentials_env, "--credentials-env"),
+            reference=reference,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -55,8 +59,9 @@ def storage_add(name, url, options, include, exclude, credentials_env) -> None:
     except storage.StorageError as exc:
         raise click.ClickException(f"storage location '{name}' is not usable: {exc}") from None
     with weaviate_database() as client:
-        registry.save_location(client, location)
-    click.echo(f"Added storage location '{name}' ({url}). Scan it with `deeplens scan {name}`.")
+        registry.save_location(client, with_quarantine_excluded(location))
+    kind = "reference location" if reference else "storage location"
+    click.echo(f"Added {kind} '{name}' ({url}). Scan it with `deeplens scan {name}`.")
 
 
 @storage_group.command("list")
@@ -68,11 +73,12 @@ def storage_list(as_json: bool) -> None:
     if as_json:
         echo_json([loc.model_dump(mode="json", exclude={"last_scan"}) | {"last_scan": _scan_brief(loc)} for loc in locations])
         return
-    table = Table("name", "url", "include", "exclude", "last scan")
+    table = Table("name", "url", "include", "exclude", "reference", "last scan")
     for loc in locations:
         brief = _scan_brief(loc)
         last = f"{brief['finished_at']}: {brief['new']} new, {brief['errors']} errors" if brief else "never"
-        table.add_row(loc.name, loc.url, ", ".join(loc.include), ", ".join(loc.exclude), last)
+        table.add_row(loc.name, loc.url, ", ".join(loc.include), ", ".join(loc.exclude), "yes" if loc.reference else "",
+                      last)
     out.print(table)
 
 

@@ -15,7 +15,7 @@ from deeplens.schema.models import ImageRecord, fields
 
 # What grouping reads of every image, and what a search hit shows.
 MEMBER_FIELDS = fields(ImageRecord, "location", "uri", "size_bytes", "width", "height", "content_sha256",
-                       "phash", "phash_dihedral")
+                       "has_border", "phash", "phash_dihedral")
 RESULT_FIELDS = fields(ImageRecord, "location", "uri", "path", "size_bytes", "width", "height", "format")
 THUMBNAIL_FIELDS = fields(ImageRecord, "thumbnail")  # what geometric verification compares
 
@@ -25,6 +25,15 @@ class Hit:
     id: str
     distance: float  # Hamming bits for pHash queries, cosine distance for semantic ones
     properties: dict = field(default_factory=dict)  # the fields asked for, if any
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """One image as the index holds it, for `explain`."""
+
+    id: str
+    properties: dict  # MEMBER_FIELDS and THUMBNAIL_FIELDS
+    semantic: list[float] | None
 
 
 class NotAnswered(RuntimeError):
@@ -50,6 +59,9 @@ class Backend(Protocol):
     def semantic_neighbours(self, image_id: str, max_distance: float, limit: int,
                             locations: list[str] | None) -> list[Hit]:
         """Images whose embedding is within max_distance (cosine) of the stored image's."""
+
+    def by_uri(self, uris: list[str]) -> dict[str, Indexed]:
+        """The indexed images with these URIs: id, MEMBER_FIELDS and thumbnail, semantic vector."""
 
     def thumbnails(self, image_ids: list[str]) -> dict[str, str | None]:
         """The stored thumbnail (base64 JPEG) of each image; None where the index keeps none."""

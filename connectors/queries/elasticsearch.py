@@ -10,7 +10,7 @@ from functools import cached_property
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from deeplens.connectors.modules_client import ModulesClient
-from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, NotAnswered
+from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, Indexed, NotAnswered
 from deeplens.modules.phash import BITS
 from deeplens.schema.elasticsearch import IMAGES_ALIAS
 
@@ -74,6 +74,11 @@ class ElasticsearchBackend:
         if not vector:
             return []
         return [hit for hit in self._semantic_knn(vector, limit, locations, []) if hit.distance <= max_distance]
+
+    def by_uri(self, uris: list[str]) -> dict[str, Indexed]:
+        hits = self.es.search(index=IMAGES_ALIAS, query={"terms": {"uri": uris}}, size=len(uris) * 2,
+                              source=[*MEMBER_FIELDS, *THUMBNAIL_FIELDS, "semantic"])["hits"]["hits"]
+        return {hit["_source"]["uri"]: Indexed(hit["_id"], hit["_source"], hit["_source"].get("semantic")) for hit in hits}
 
     def thumbnails(self, image_ids: list[str]) -> dict[str, str | None]:
         # Present only when `deeplens es setup --keep-thumbnails` kept them (dropped by default).

@@ -26,15 +26,22 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+
 from deeplens.connectors.modules_client import FeatureError, ModulesClient
-from deeplens.connectors.queries.backend import Backend
+from deeplens.connectors.queries.backend import Backend, NotAnswered
 from deeplens.modules.phash import hamming
 
 DEFAULT_MAX_DISTANCE = 8  # pHash bits of 64; best F1 on the tuning split of bench/neardup (bench/RESULTS.md)
-DEFAULT_MAX_SEMANTIC_DISTANCE = 0.08  # cosine distance, offline profile (MobileNetV2); same tuning
-NEIGHBOURS = 50  # most candidates fetched per query
+# Cosine distance, offline profile (MobileNetV2), of a candidate that verification then confirms:
+# best F1 on the tuning split of bench/neardup with verification (bench/RESULTS.md).
+DEFAULT_MAX_SEMANTIC_DISTANCE = 0.16
+NEIGHBOURS = 50  # most pHash neighbours fetched per image
+# Semantic candidates verified per image, nearest first: a collection of look-alikes (one style,
+# bursts) makes every image a candidate of every other, and verification costs ~2 ms a pair.
+SEMANTIC_CANDIDATES = 5
 PHASH_BANDS = 4  # 16-bit bands: hashes within Hamming distance 3 share one for sure
-VERIFY_BATCH = 16  # pairs per module server call
+VERIFY_BATCH = 32  # pairs per module server call
 TIERS = ("exact", "near", "derived")
 
 
@@ -48,10 +55,28 @@ class Evidence:
         return {name: value for name, value in asdict(self).items() if value is not None}
 
 
+def _seen_from(verification: dict | None, flip: bool) -> dict | None:
+    """Verification evidence of the pair (a, b) told from b's side: the inverse transform."""
+    if verification is None or not flip or verification.get("scale") is None:
+        return verification
+    return verification | {
+        "scale": round(1 / verification["scale"], 3), "rotation_deg": -verification["rotation_deg"],
+        "a_in_b": verification["b_in_a"], "b_in_a": verification["a_in_b"],
+        "derived": {"a": "b", "b": "a"}.get(verification.get("derived")),
+    }
+
+
 @dataclass(frozen=True)
 class Match:
     tier: str  # "near" or "derived" (exact is told by the members' hashes)
     evidence: Evidence
+    derived: str | None = None  # of a derived pair, the id of the edited copy when verification tells
+    verified_from: str | None = None  # the id that was image "a" of the verification
+
+    def seen_from(self, uuid: str) -> Evidence:
+        """The evidence with `uuid` as image "a" (the kept copy's side)."""
+        flip = self.verified_from is not None and self.verified_from != uuid
+        return replace(self.evidence, verification=_seen_from(self.evidence.verification, flip))
 
 
 @dataclass
@@ -62,6 +87,7 @@ class Member:
     size_bytes: int
     pixels: int
     content_sha256: str
+    has_border: bool = False  # a uniform margin around the picture (connectors/extract.py)
     tier: str = "kept"  # how this copy matches the group's kept copy: kept, exact, near or derived
     evidence: Evidence | None = None
 
@@ -78,11 +104,13 @@ class Member:
             size_bytes=int(properties["size_bytes"]),
             pixels=int(properties.get("width") or 0) * int(properties.get("height") or 0),
             content_sha256=properties["content_sha256"],
+            has_border=bool(properties.get("has_border")),
         )
 
     def as_json(self) -> dict:
         return {"uri": self.uri, "location": self.location, "size_bytes": self.size_bytes, "distance": self.distance,
-                "tier": self.tier, "evidence": self.evidence.as_json() if self.evidence else None}
+                "tier": self.tier, "has_border": self.has_border,
+                "evidence": self.evidence.as_json() if self.evidence else None}
 
 
 @dataclass(frozen=True)
@@ -137,9 +165,12 @@ class NearDuplicates:
 
 
 def keep_order(member: Member) -> tuple:
-    # Among equally connected copies, the one to keep: most pixels, then largest file, then
-    # shortest URI (stable and explainable).
-    return (-member.pixels, -member.size_bytes, len(member.uri), member.uri)
+    # Among equally connected copies, the one to keep: the default keep rules of `deeplens plan`
+    # (cleanup/keep.py) over what grouping knows: not derived, most pixels, lossless, largest file,
+    # shortest URI. Imported here, not at the top: keep.py is the cleanup's, grouping only asks it.
+    from deeplens.connectors.cleanup.keep import member_key
+
+    return member_key(member)
 
 
 def by_wasted_bytes(groups: list[Group]) -> list[Group]:
@@ -191,9 +222,10 @@ def near_duplicates(
             if hit.id != uuid and hit.id in images and (hit.id not in found or distance < found[hit.id].evidence.hamming):
                 found[hit.id] = Match("near", Evidence(distance))
         candidates = {}
-        if semantic:
-            for hit in backend.semantic_neighbours(uuid, max_semantic_distance, NEIGHBOURS, locations):
-                if hit.id != uuid and hit.id in images and hit.id not in found:
+        if semantic:  # the nearest few that are not hash matches already (the answer is nearest first)
+            limit = len(found) + SEMANTIC_CANDIDATES + 1
+            for hit in backend.semantic_neighbours(uuid, max_semantic_distance, limit, locations):
+                if hit.id != uuid and hit.id in images and hit.id not in found and len(candidates) < SEMANTIC_CANDIDATES:
                     candidates[hit.id] = round(hit.distance, 4)
         on_done(1)
         return found, candidates
@@ -217,7 +249,8 @@ def near_duplicates(
             if isinstance(outcome, str):
                 result.unverified.append(Pair(images[a], images[b], evidence, outcome))
             elif outcome["verified"]:
-                graph.setdefault(a, {})[b] = Match("derived", evidence)
+                edited = {"a": a, "b": b}.get(outcome.get("derived"))
+                graph.setdefault(a, {})[b] = Match("derived", evidence, edited, verified_from=a)
             else:
                 result.similar.append(Pair(images[a], images[b], evidence))
     result.groups = star_groups(images, graph)
@@ -227,7 +260,7 @@ def near_duplicates(
 def _verify(backend: Backend, modules: ModulesClient | None, candidates: dict[tuple[str, str], float],
             workers: int, on_done: Callable[[int], None]):
     """(pair, cosine, the verification dict or the reason it could not run) for each candidate."""
-    pairs = list(candidates)
+    pairs = sorted(candidates)  # an image's candidates side by side: its features are found once a call
     if modules is None:
         for pair in pairs:
             yield pair, candidates[pair], "no module server to verify the pair"
@@ -237,8 +270,13 @@ def _verify(backend: Backend, modules: ModulesClient | None, candidates: dict[tu
         thumbnails = backend.thumbnails(list({uuid for pair in chunk for uuid in pair}))
         missing = [pair for pair in chunk if not (thumbnails.get(pair[0]) and thumbnails.get(pair[1]))]
         ready = [pair for pair in chunk if pair not in missing]
+        ids = list({uuid for pair in ready for uuid in pair})
+        index = {uuid: i for i, uuid in enumerate(ids)}
         try:
-            verdicts = modules.verify([(thumbnails[a], thumbnails[b]) for a, b in ready])
+            # No mirrored retry: mirrored copies are pHash matches, and most candidates in a
+            # collection of look-alikes are rejected, which a retry would make twice as dear.
+            verdicts = modules.verify([thumbnails[uuid] for uuid in ids], [(index[a], index[b]) for a, b in ready],
+                                      mirror=False)
         except RuntimeError as exc:  # the module server failed after its retries
             verdicts = [FeatureError(str(exc))] * len(ready)
         outcomes = {pair: ("the index holds no thumbnail of one image (Elasticsearch: run `deeplens es setup "
@@ -251,6 +289,69 @@ def _verify(backend: Backend, modules: ModulesClient | None, candidates: dict[tu
     with ThreadPoolExecutor(min(workers, 4)) as pool:  # the module server verifies on all its cores
         for results in pool.map(batch, chunks):
             yield from results
+
+
+@dataclass
+class Explanation:
+    tier: str  # exact, near, derived, similar, unverified, or different
+    evidence: Evidence
+    reasons: list[str]
+
+    def as_json(self) -> dict:
+        return {"tier": self.tier, "evidence": self.evidence.as_json(), "reasons": self.reasons}
+
+
+def explain(
+    backend: Backend,
+    modules: ModulesClient,
+    uri_a: str,
+    uri_b: str,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    max_semantic_distance: float = DEFAULT_MAX_SEMANTIC_DISTANCE,
+) -> Explanation:
+    """Why two indexed images do or do not match, by the rules near_duplicates applies to a pair.
+    (In a group, a member must also match the kept copy itself, see star_groups.)"""
+    found = backend.by_uri([uri_a, uri_b])
+    missing = [uri for uri in (uri_a, uri_b) if uri not in found]
+    if missing:
+        raise NotAnswered(f"not in the index: {', '.join(missing)}. Give URIs as `deeplens duplicates` or "
+                          "`deeplens search` print them, of scanned locations.")
+    a, b = found[uri_a], found[uri_b]
+    if not (a.properties.get("phash") and b.properties.get("phash")):
+        raise NotAnswered("the module server could not hash one of the images; see `deeplens scan --errors`")
+    bits = Hashes.of(a.properties).distance_to(Hashes.of(b.properties))
+    cosine = _cosine_distance(a.semantic, b.semantic) if a.semantic and b.semantic else None
+    if a.properties["content_sha256"] == b.properties["content_sha256"]:
+        return Explanation("exact", Evidence(bits, cosine), ["the same bytes (sha256)"])
+    if bits <= max_distance:
+        return Explanation("near", Evidence(bits, cosine), [
+            f"pHashes {bits} bits apart after the best rotation/mirror (at most {max_distance}): the same "
+            "picture re-encoded, resized, recoloured, turned or mirrored"])
+    reasons = [f"pHashes {bits} bits apart after the best rotation/mirror: more than {max_distance}, not a near copy"]
+    thumbnails = (a.properties.get("thumbnail"), b.properties.get("thumbnail"))
+    [verification] = modules.verify(list(thumbnails), [(0, 1)]) if all(thumbnails) else [None]
+    evidence = Evidence(bits, cosine, verification if isinstance(verification, dict) else None)
+    if cosine is None:
+        return Explanation("different", evidence, [*reasons, "no semantic vectors (hash-only index): crops, "
+                                                              "borders and watermarks are not looked for"])
+    if cosine > max_semantic_distance:
+        return Explanation("different", evidence, [*reasons, f"embeddings {cosine:g} apart (cosine distance, "
+                                                              f"candidates within {max_semantic_distance:g}): not a candidate"])
+    reasons.append(f"embeddings {cosine:g} apart (within {max_semantic_distance:g}): a candidate for a derived copy")
+    if not isinstance(verification, dict):
+        why = str(verification) if verification else "the index holds no thumbnail of one image"
+        return Explanation("unverified", evidence, [*reasons, f"geometric verification could not run: {why}"])
+    summary = (f"{verification['inliers']} of {verification['matches']} feature matches agree on one transform "
+               f"(rotation {verification['rotation_deg']} deg, scale {verification['scale']}, "
+               f"{'mirrored' if verification['mirror'] else 'not mirrored'})")
+    if verification["verified"]:
+        return Explanation("derived", evidence, [*reasons, f"verified: {summary}"])
+    return Explanation("similar", evidence, [*reasons, f"not verified: {summary}; it looks alike but is not a copy"])
+
+
+def _cosine_distance(a: list[float], b: list[float]) -> float:
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return round(float(1 - x @ y / (np.linalg.norm(x) * np.linalg.norm(y))), 4)
 
 
 def phash_bands(phash_hex: str) -> list[str]:
@@ -285,15 +386,17 @@ def star_groups(images: dict[str, Member], graph: dict[str, dict[str, Match]]) -
     chain of pairwise-similar images never pulls unrelated ones together, and every member's tier
     and evidence describe its match with the kept copy itself. Centres are the images with the
     most matches, then the most hash matches (a derived copy, which matches fewer of the others
-    and only by verification, is not kept over its source), then keep order. `graph` maps an image
-    to its matches; a pair found from either side counts."""
+    and only by verification, is not kept over its source), then the fewest pairs in which
+    verification found it to be the edited copy (the crop, the bordered one), then keep order.
+    `graph` maps an image to its matches; a pair found from either side counts."""
     for uuid, found in list(graph.items()):
         for other, match in found.items():
             graph.setdefault(other, {}).setdefault(uuid, match)
 
     def centre_order(uuid: str) -> tuple:
         matches = graph.get(uuid, {})
-        return (-len(matches), -sum(m.tier == "near" for m in matches.values()), keep_order(images[uuid]))
+        return (-len(matches), -sum(m.tier == "near" for m in matches.values()),
+                sum(m.derived == uuid for m in matches.values()), keep_order(images[uuid]))
 
     groups = []
     assigned: set[str] = set()
@@ -306,7 +409,9 @@ def star_groups(images: dict[str, Member], graph: dict[str, dict[str, Match]]) -
             if other not in assigned and other in images:
                 copy = images[other]
                 tier = "exact" if copy.content_sha256 == kept.content_sha256 else match.tier
-                members.append(replace(copy, tier=tier, evidence=match.evidence))
+                if tier == "near" and copy.has_border and not kept.has_border:
+                    tier = "derived"  # the pHash matched once the border was trimmed: a framed copy
+                members.append(replace(copy, tier=tier, evidence=match.seen_from(uuid)))
                 assigned.add(other)
         if members:
             assigned.add(uuid)

@@ -12,7 +12,7 @@ from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, MetadataQuery, Metrics
 from weaviate.exceptions import WeaviateQueryError
 
-from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit
+from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, Indexed
 from deeplens.modules.phash import hex_to_vector
 from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, NoSemanticVectors, is_hash_only
 
@@ -72,6 +72,14 @@ class WeaviateBackend:
             filters=_location_filter(locations), return_metadata=MetadataQuery(distance=True), return_properties=[],
         )
         return _hits(response)
+
+    def by_uri(self, uris: list[str]) -> dict[str, Indexed]:
+        response = self.collection.query.fetch_objects(
+            filters=Filter.by_property("uri").contains_any(uris), limit=len(uris) * 2,
+            return_properties=MEMBER_FIELDS + THUMBNAIL_FIELDS, include_vector=True,
+        )
+        return {obj.properties["uri"]: Indexed(str(obj.uuid), obj.properties, (obj.vector or {}).get(SEMANTIC_VECTOR))
+                for obj in response.objects}
 
     def thumbnails(self, image_ids: list[str]) -> dict[str, str | None]:
         found = dict.fromkeys(image_ids)

@@ -18,10 +18,12 @@ from deeplens.connectors.storage.errors import (
     StorageError,
     StorageNotFoundError,
     StoragePermissionError,
+    StorageTransientError,
     StorageUnreachableError,
 )
 from deeplens.connectors.storage.listing import ListedObject, list_objects
 from deeplens.connectors.storage.locations import check_reachable, open_location
+from deeplens.connectors.storage.protocols import fsspec_url
 from deeplens.connectors.storage.reading import read_bytes, read_head
 from deeplens.connectors.storage.sniffing import IMAGE_EXTENSIONS, SNIFF_BYTES, extension, sniff_image_type
 
@@ -34,9 +36,11 @@ __all__ = [
     "StorageError",
     "StorageNotFoundError",
     "StoragePermissionError",
+    "StorageTransientError",
     "StorageUnreachableError",
     "check_reachable",
     "extension",
+    "fsspec_url",
     "list_objects",
     "open_location",
     "read_bytes",

@@ -30,6 +30,10 @@ class StorageUnreachableError(StorageError):
     """The server does not answer: connection refused, unknown host name, timeout."""
 
 
+class StorageTransientError(StorageError):
+    """The server failed in a way that may pass: connection reset, timeout, 5xx, throttling."""
+
+
 class StorageAuthError(StorageError):
     """The server rejected the credentials."""
 
@@ -126,7 +130,8 @@ def _kind_of(e: BaseException) -> str | None:
     if (names & _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
             or (status is not None and (status >= 500 or status in (408, 429)))
             or err_no in (errno.ECONNRESET, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNABORTED)
-            or ("SSHException" in names and any(w in text.lower() for w in ("closed", "dropped", "eof", "reset")))):
+            or ("SSHException" in names and any(w in text.lower() for w in ("closed", "dropped", "eof", "reset")))
+            or text == "Socket is closed"):  # paramiko, on a connection that was closed under it
         return "transient"
     if names & {"AccessDenied", "PermissionError"} or code in {"AccessDenied", "AuthorizationFailure", "403"} \
             or status == 403 or err_no in (errno.EACCES, errno.EPERM):
@@ -208,7 +213,7 @@ def storage_error(
             "to read this path; grant read and list rights, or use other credentials."
         )
     elif kind == "transient":
-        err = StorageError(f"{where}: {action} failed{retried} with a temporary error: {cause}. Try again later.")
+        err = StorageTransientError(f"{where}: {action} failed{retried} with a temporary error: {cause}. Try again later.")
     else:
         err = StorageError(f"{where}: {action} failed: {type(exc).__name__}: {cause}")
     return type(err)(scrub(str(err), secrets))

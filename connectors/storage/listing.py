@@ -27,9 +27,10 @@ class ListedObject:
     """One object of a listing, with metadata normalised across protocols.
 
     ``path``: relative to the location root, posix separators, not percent-encoded.
-    ``uri``: the object's fsspec URL (``file:///abs/p``, ``s3://bucket/key``,
-    ``sftp://host:port/p``, ``smb://host/share/p``, ``gs://``, ``az://container/p``), not
-    percent-encoded so that ``fsspec.open(uri)`` finds it, except http(s), which are real URLs.
+    ``uri``: the object's URL (``file:///abs/p``, ``s3://bucket/key``, ``sftp://host:port/p``,
+    ``smb://host/share/p``, ``gs://``, ``az://container/p``), percent-encoded (RFC 3986, RFC 8089
+    for ``file``), so a name with spaces, newlines or control characters stays one printable
+    token; ``fsspec_url(uri)`` is what ``fsspec.open`` takes. http(s) URIs are the list's URLs.
     The port appears unless it is the protocol's default. ``fs_path``: the path to pass to
     ``read_bytes`` or ``read_head`` with the file system the listing came from. ``etag``: the
     store's entity tag without surrounding quotes where the store has one (s3, gs, az, http
@@ -76,7 +77,8 @@ def list_objects(
         yield from _list_url_list(fs, root, wanted)
         return
     try:
-        found = fs.find(root, detail=True, withdirs=False)
+        # The async stores (s3, gs, az) list flat, in pages, and raise when a page fails.
+        found = fs.find(root, detail=True, withdirs=False) if getattr(fs, "async_impl", False) else _walk(fs, root)
         # find() answers a vanished root (an unmounted share, a deleted prefix) with nothing at all;
         # a scanner must not take that for "every image was deleted".
         if not found and not fs.isdir(root):
@@ -92,6 +94,27 @@ def list_objects(
         if not rel or rel.endswith("/") or not wanted(rel):
             continue
         yield _listed(rel, protocols.uri(fs, full), info, full)
+
+
+def _walk(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict]:
+    """Every file under ``root`` with its info, listed folder by folder (file, memory, sftp, smb).
+
+    Not fsspec's generic find(): its walk leaves out, without a word, every subfolder it cannot
+    list (unreadable, gone mid-listing, a dropped connection), even with on_error="raise", which
+    it does not pass down. A listing with a hole would make a scan delete the records of every
+    file in it, so any folder that cannot be listed fails the whole listing here.
+    """
+    found: dict[str, dict] = {}
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        for info in fs.ls(folder, detail=True):
+            name = info["name"].rstrip("/")
+            if info["type"] != "directory":
+                found[name] = info
+            elif name != folder.rstrip("/"):
+                folders.append(name)
+    return found
 
 
 def _listed(rel: str, uri: str, info: Mapping[str, Any], fs_path: str) -> ListedObject:

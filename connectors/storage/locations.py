@@ -97,6 +97,11 @@ def _resolve(url: str, options: Mapping[str, Any], credentials_env: Mapping[str,
     if not isinstance(url, str) or not url.strip():
         raise StorageConfigError("A storage URL is required, e.g. s3://bucket/prefix or /data/images.")
     url = url.strip()
+    if "://" in url and urlsplit(url).password:
+        raise StorageConfigError(
+            f"{safe_url(url)}: the URL holds a password, which would be stored with the location and shown by "
+            "`deeplens storage list`. Remove it from the URL and pass it with --credentials-env password=ENV_VAR."
+        )
     written, _ = fsspec.core.split_protocol(url)
     scheme = (written or "file").lower()
     protocol = protocols.by_scheme(scheme)
@@ -130,11 +135,9 @@ def _resolve(url: str, options: Mapping[str, Any], credentials_env: Mapping[str,
     secrets.extend(inline_secrets(storage_options))
     if protocol.server is not None:
         from_url = infer_storage_options(url)
-        for key in ("host", "port", "username", "password"):
+        for key in ("host", "port", "username"):  # never a password: refused above
             if from_url.get(key) not in (None, "") and key not in storage_options:
                 storage_options[key] = from_url[key]
-        if from_url.get("password"):
-            secrets.append(str(from_url["password"]))
         if not storage_options.get("host"):
             raise StorageConfigError(f"{safe_url(url)} names no host: use {protocol.name}://host[:port]/path.")
         storage_options["port"] = int(storage_options.get("port") or protocol.default_port)

@@ -38,6 +38,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 import fsspec
 
@@ -69,7 +70,11 @@ def _open_sftp(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.A
         # Explicit credentials: do not silently try the worker's own keys or agent instead.
         options.setdefault("look_for_keys", False)
         options.setdefault("allow_agent", False)
-    return SFTPFileSystem(host, skip_instance_cache=True, **options), SFTPFileSystem._strip_protocol(url) or "/"
+    fs = SFTPFileSystem(host, skip_instance_cache=True, **options)
+    # paramiko waits forever for the answer to a request on a connection that silently went away
+    # (no FIN, no RST); with a timeout the read fails, is retried, and the scan stops, not hangs.
+    fs.ftp.get_channel().settimeout(options["timeout"])
+    return fs, SFTPFileSystem._strip_protocol(url) or "/"
 
 
 def _open_url_list(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -240,7 +245,24 @@ def uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
         host, port = protocol.server(fs)
         host = f"[{host}]" if ":" in host else host
         netloc = host if port in (None, protocol.default_port) else f"{host}:{port}"
-        return f"{protocol.name}://{netloc}{path}"
+        return f"{protocol.name}://{netloc}{_encode(path)}"
     if protocol.top_level is not None:  # a bucket store: the path starts with the bucket
-        return f"{protocol.name}://{path.lstrip('/')}"
-    return f"{protocol.name}://{path}"
+        return f"{protocol.name}://{_encode(path.lstrip('/'))}"
+    return f"{protocol.name}://{_encode(path)}"
+
+
+def _encode(path: str) -> str:
+    """Percent-encoded as RFC 3986 paths and RFC 8089 file URIs are, as ``Path.as_uri()`` does: every
+    byte of the UTF-8 name but unreserved characters and "/" (names that are not UTF-8, which Linux
+    allows, keep their bytes through surrogate escapes)."""
+    return quote(path.encode("utf-8", "surrogateescape"), safe="/")
+
+
+def fsspec_url(uri_or_path: str) -> str:
+    """What fsspec opens for a ListedObject.uri: the URI percent-decoded. Local paths, http(s)
+    URLs (fsspec takes those encoded) and unknown schemes come back as they are."""
+    scheme, sep, rest = uri_or_path.partition("://")
+    protocol = by_scheme(scheme.lower()) if sep else None
+    if protocol is None or protocol.url_list:
+        return uri_or_path
+    return f"{scheme}://{unquote(rest, errors='surrogateescape')}"

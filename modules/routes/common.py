@@ -7,6 +7,7 @@ so bodies are parsed here whatever their headers say, and every error handler an
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -150,3 +151,21 @@ def install_observability(app: FastAPI) -> None:
     async def internal_error(request: Request, exc: Exception):
         count_error(request, "internal")
         return JSONResponse({"error": f"internal error in the module server: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
+def require_api_key(app: FastAPI, key: str) -> None:
+    """Refuse every request without `Authorization: Bearer <key>`, except the health probes under
+    /.well-known/ (orchestrators, `deeplens up`, and Weaviate's modules at start-up call them bare)."""
+    expected = f"Bearer {key}".encode()
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        given = request.headers.get("authorization", "").encode()
+        if request.url.path.startswith("/.well-known/") or hmac.compare_digest(given, expected):
+            return await call_next(request)
+        server_state(request).metrics.errors.labels(kind="http_401").inc()
+        return JSONResponse(
+            {"error": "this module server requires `Authorization: Bearer <key>`: set DEEPLENS_MODULES_API_KEY "
+                      "to its key in the environment of the caller"},
+            status_code=401, headers={"WWW-Authenticate": "Bearer"},
+        )

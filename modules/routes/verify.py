@@ -1,6 +1,7 @@
 """Geometric verification of image pairs (modules/verify.py), for the duplicate grouping of
-DeepLens's own workers: the images are here already decoded cheaply, and pairs run in parallel on
-the decode threads. A pair with an unreadable image is an error in its own result."""
+DeepLens's own workers. Images are sent once and pairs name them by index, so an image that is
+part of many candidate pairs is decoded and its features found once; pairs run in parallel on the
+decode threads. A pair with an unreadable image is an error in its own result."""
 
 from __future__ import annotations
 
@@ -8,37 +9,37 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from deeplens.modules.images import BadImage, decode_base64
-from deeplens.modules.routes.common import Server, read_body
+from deeplens.modules.routes.common import ApiError, Server, read_body
 
 router = APIRouter()
 
 
-class Pair(BaseModel):
-    a: str  # base64 image bytes
-    b: str
-
-
 class VerifyRequest(BaseModel):
-    pairs: list[Pair]
+    images: list[str]  # base64 image bytes
+    pairs: list[tuple[int, int]]  # indexes into images: is the second a copy of the first?
+    mirror: bool = True  # also try the second mirrored when the fit fails
 
 
 @router.post("/v1/verify")
 async def verify_pairs(request: Request, server: Server):
     body = await read_body(request, VerifyRequest)
-    results: list[dict] = [{} for _ in body.pairs]
-    decoded: list[tuple[int, tuple[bytes, bytes]]] = []
-    for index, pair in enumerate(body.pairs):
+    for a, b in body.pairs:
+        if not (0 <= a < len(body.images) and 0 <= b < len(body.images)):
+            raise ApiError(422, f"pair [{a}, {b}] names an image that is not in `images` ({len(body.images)} given)")
+    images: list[bytes | BadImage] = []
+    for data in body.images:
         try:
-            decoded.append((index, (decode_base64(pair.a), decode_base64(pair.b))))
-        except BadImage as exc:
-            results[index]["error"] = str(exc)
-    verdicts = await server.engine.verify_all([images for _, images in decoded])
-    for (index, _), verdict in zip(decoded, verdicts):
+            images.append(decode_base64(data))
+        except BadImage as exc:  # reported in the result of each pair that uses it
+            images.append(exc)
+    verdicts = await server.engine.verify_all(images, body.pairs, body.mirror)
+    results = []
+    for (a, b), verdict in zip(body.pairs, verdicts):
         if isinstance(verdict, BaseException):
             if not isinstance(verdict, BadImage):
                 raise verdict
-            results[index]["error"] = str(verdict)
+            results.append({"error": str(verdict)})
         else:
-            results[index] = verdict.as_json()
-    server.metrics.images.labels(route="verify").inc(2 * len(decoded))
+            results.append(verdict.as_json())
+    server.metrics.images.labels(route="verify").inc(sum(not isinstance(i, BadImage) for i in images))
     return {"results": results}

