@@ -173,7 +173,7 @@ def scan(
 
     with (
         ModulesClient(modules_url) as modules,
-        ThreadPoolExecutor(workers) as readers,
+        ThreadPoolExecutor(workers if storage.parallel_reads(fs) else 1) as readers,
         ThreadPoolExecutor(WRITERS) as writers,
     ):
         reads = _bounded_map(readers, lambda obj: (obj, _read(fs, location, summary, obj)), todo, READ_AHEAD * CHUNK)

@@ -1,4 +1,4 @@
-"""Scanning remote storage end to end: real S3 (SeaweedFS) and SMB (samba) servers, the real
+"""Scanning remote storage end to end: real S3 (SeaweedFS), SMB (samba) and SFTP (sshd) servers, the real
 module server and Weaviate, credentials passed by environment variable name only."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _add_args(server, name: str, url: str, secret_env: str) -> list[str]:
     return args
 
 
-@pytest.mark.parametrize("server_fixture", ["s3_server", "smb_server"])
+@pytest.mark.parametrize("server_fixture", ["s3_server", "smb_server", "sftp_server"])
 def test_scan_remote_location_and_find_its_copies(env, server_fixture, request):
     server = request.getfixturevalue(server_fixture)
     url = _upload(server, f"scan-{server_fixture}")

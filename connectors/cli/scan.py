@@ -19,7 +19,7 @@ from deeplens.connectors.cli.common import settings as current_settings
 @click.argument("names", nargs=-1)
 @click.option("--all", "scan_all", is_flag=True, help="Scan every registered location.")
 @click.option("--errors", "show_errors", is_flag=True, help="Show the per-file errors of the last scan instead.")
-@click.option("--workers", default=8, show_default=True, help="Concurrent file reads.")
+@click.option("--workers", default=8, show_default=True, help="Concurrent file reads (SFTP reads one at a time: its session serves one reader).")
 @click.option("--json", "as_json", is_flag=True)
 def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
     """Index new and changed images of storage locations; remove deleted ones."""

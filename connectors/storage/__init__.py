@@ -23,7 +23,7 @@ from deeplens.connectors.storage.errors import (
 )
 from deeplens.connectors.storage.listing import ListedObject, list_objects
 from deeplens.connectors.storage.locations import check_reachable, open_location
-from deeplens.connectors.storage.protocols import fsspec_url
+from deeplens.connectors.storage.protocols import fsspec_url, parallel_reads
 from deeplens.connectors.storage.reading import read_bytes, read_head
 from deeplens.connectors.storage.sniffing import IMAGE_EXTENSIONS, SNIFF_BYTES, extension, sniff_image_type
 
@@ -43,6 +43,7 @@ __all__ = [
     "fsspec_url",
     "list_objects",
     "open_location",
+    "parallel_reads",
     "read_bytes",
     "read_head",
     "sniff_image_type",

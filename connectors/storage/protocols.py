@@ -159,6 +159,9 @@ class Protocol:
     login: Callable[[str, int, Mapping[str, Any], float], None] | None = None
     # The location is a URL list (see above): its root is the list's URL, its paths are URLs.
     url_list: bool = False
+    # Whether one open file system serves reads from several threads at once: fsspec's sftp file
+    # system shares one paramiko SFTP session, whose reads time out when threads use it together.
+    parallel_reads: bool = True
 
 
 PROTOCOLS: tuple[Protocol, ...] = (
@@ -179,6 +182,7 @@ PROTOCOLS: tuple[Protocol, ...] = (
         open=_open_sftp,
         server=lambda fs: (fs.host, getattr(fs, "ssh_kwargs", {}).get("port")),
         default_port=22,
+        parallel_reads=False,
     ),
     Protocol(
         "smb",
@@ -232,6 +236,11 @@ def of_fs(fs: fsspec.AbstractFileSystem) -> Protocol | None:
     """The protocol of an open file system; None for one this table does not know."""
     names = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
     return next((_BY_SCHEME[name] for name in names if name in _BY_SCHEME), None)
+
+
+def parallel_reads(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = of_fs(fs)
+    return protocol is None or protocol.parallel_reads
 
 
 def uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
