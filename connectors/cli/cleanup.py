@@ -201,10 +201,7 @@ def apply_command(ctx, plan_file: Path, yes: bool, as_json: bool) -> None:
     if as_json:
         echo_json({"plan_id": plan.id, "applied": True, **result.as_json(), "scans": scans})
         return
-    for entry in result.skipped:
-        click.echo(f"skipped {entry['uri']}: {entry['reason']}")
-    for entry in result.failed:
-        click.echo(f"FAILED  {entry['uri']}: {entry['error']}", err=True)
+    _echo_problems(result.skipped, result.failed)
     click.echo(f"{result.done} done ({human_size(result.bytes_reclaimed)} reclaimed), {result.already_done} done before, "
                f"{len(result.skipped)} skipped, {len(result.failed)} failed. Journal: {result.journal}")
     click.echo(f"Undo with: deeplens undo {result.journal}")
@@ -231,11 +228,15 @@ def undo_command(ctx, journal: str, as_json: bool) -> None:
     if as_json:
         echo_json({**result.as_json(), "scans": scans})
         return
-    for entry in result.skipped:
-        click.echo(f"skipped {entry['uri']}: {entry['reason']}")
-    for entry in result.failed:
-        click.echo(f"FAILED  {entry['uri']}: {entry['error']}", err=True)
+    _echo_problems(result.skipped, result.failed)
     click.echo(f"{result.restored} restored, {result.already_in_place} already in place, {len(result.skipped)} skipped, "
                f"{len(result.failed)} failed.")
     if result.failed:
         raise click.ClickException("some files could not be restored (above); fix the cause and undo again")
+
+
+def _echo_problems(skipped: list[dict], failed: list[dict]) -> None:
+    for entry in skipped:
+        click.echo(f"skipped {entry['uri']}: {entry['reason']}")
+    for entry in failed:
+        click.echo(f"FAILED  {entry['uri']}: {entry['error']}", err=True)
