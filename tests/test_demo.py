@@ -38,3 +38,5 @@ def test_demo_indexes_the_samples_and_groups_every_copy_with_its_original(tmp_pa
     for name in originals[:3]:
         assert f"{name} copy.jpg" in by_original[name]
     assert near["total_wasted_bytes"] == sum(g["wasted_bytes"] for g in near["groups"])
+    # The kept copy of every group is the original, not an edited copy (rotated, brightened, ...).
+    assert all("/archive/" in group["members"][0]["uri"] for group in near["groups"]), near["groups"]

@@ -13,8 +13,8 @@ the last ties so the choice is stable. The default is chosen so that the source 
   larger     the larger file: at equal pixels and format, the one compressed less
   shorter    the shorter path: `a.jpg` over `backup/old/a copy (2).jpg`
 
-A fact that is not known for a copy (grouping knows no modification time or EXIF; the plan reads
-them from the storage) never decides against it: unknown facts rank as equal. Grouping calls
+A fact that is not known for a copy (grouping knows the indexed modification time but no EXIF;
+the plan reads both from the storage) never decides against it: unknown facts rank as equal. Grouping calls
 `member_key` with its members alone; the plan adds the facts it read (`Candidate.facts`).
 
 This module imports nothing of DeepLens: queries/grouping.py calls it for the order of members.
@@ -56,6 +56,7 @@ class Candidate:
             "size_bytes": member.size_bytes,
             "tier": getattr(member, "tier", ""),
             "has_border": getattr(member, "has_border", False),
+            "modified_at": getattr(member, "modified_at", None),
             "format": member.uri.rsplit("/", 1)[-1].rpartition(".")[2].lower() or None,
         }
         return cls(**(values | facts))

@@ -15,7 +15,7 @@ from deeplens.schema.models import ImageRecord, fields
 
 # What grouping reads of every image, and what a search hit shows.
 MEMBER_FIELDS = fields(ImageRecord, "location", "uri", "size_bytes", "width", "height", "content_sha256",
-                       "has_border", "phash", "phash_dihedral")
+                       "has_border", "modified_at", "phash", "phash_dihedral")
 RESULT_FIELDS = fields(ImageRecord, "location", "uri", "path", "size_bytes", "width", "height", "format")
 THUMBNAIL_FIELDS = fields(ImageRecord, "thumbnail")  # what geometric verification compares
 

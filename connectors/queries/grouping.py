@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 
@@ -88,6 +89,7 @@ class Member:
     pixels: int
     content_sha256: str
     has_border: bool = False  # a uniform margin around the picture (connectors/extract.py)
+    modified_at: datetime | None = None  # as listed by the storage when it was scanned
     tier: str = "kept"  # how this copy matches the group's kept copy: kept, exact, near or derived
     evidence: Evidence | None = None
 
@@ -105,12 +107,18 @@ class Member:
             pixels=int(properties.get("width") or 0) * int(properties.get("height") or 0),
             content_sha256=properties["content_sha256"],
             has_border=bool(properties.get("has_border")),
+            modified_at=_as_datetime(properties.get("modified_at")),
         )
 
     def as_json(self) -> dict:
         return {"uri": self.uri, "location": self.location, "size_bytes": self.size_bytes, "distance": self.distance,
                 "tier": self.tier, "has_border": self.has_border,
                 "evidence": self.evidence.as_json() if self.evidence else None}
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    # Weaviate's client returns datetimes, Elasticsearch the ISO text it was given.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -166,8 +174,8 @@ class NearDuplicates:
 
 def keep_order(member: Member) -> tuple:
     # Among equally connected copies, the one to keep: the default keep rules of `deeplens plan`
-    # (cleanup/keep.py) over what grouping knows: not derived, most pixels, lossless, largest file,
-    # shortest URI. Imported here, not at the top: keep.py is the cleanup's, grouping only asks it.
+    # (cleanup/keep.py) over what grouping knows: not derived, most pixels, lossless, older, larger
+    # file, shorter URI. Imported here, not at the top: keep.py is the cleanup's, grouping only asks it.
     from deeplens.connectors.cleanup.keep import member_key
 
     return member_key(member)
