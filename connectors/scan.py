@@ -31,7 +31,7 @@ from weaviate.exceptions import WeaviateBaseError
 
 from deeplens.connectors import storage
 from deeplens.connectors.extract import extract
-from deeplens.connectors.modules_client import FeatureError, ModulesClient
+from deeplens.connectors.modules_client import IDENTITY, FeatureError, ModulesClient
 from deeplens.connectors.registry import save_location
 from deeplens.connectors.retry import retry
 from deeplens.modules.images import BadImage
@@ -299,12 +299,13 @@ def _record_errors(summary: ScanSummary, errors: list[dict]) -> None:
 def _add_features(modules: ModulesClient, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:
     """pHash and its dihedral variants of each thumbnail (and the embedding, for Elasticsearch),
     from the module server: the same bytes Weaviate's modules vectorize, so everything agrees."""
-    results = modules.features([p.record.thumbnail for p in pending], ["phash", "dihedral", *(["semantic"] if semantic else [])])
+    # The identity variant is the pHash itself: asking for "phash" too would hash every image twice.
+    results = modules.features([p.record.thumbnail for p in pending], ["dihedral", *(["semantic"] if semantic else [])])
     for p, result in zip(pending, results):
         if isinstance(result, FeatureError):
             _record_error(summary, p.listed, result)
             continue
-        p.record.phash = result.phash
+        p.record.phash = result.dihedral[IDENTITY]
         p.record.phash_dihedral = list(result.dihedral.values())
         p.semantic = result.semantic
 

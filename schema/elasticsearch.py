@@ -60,8 +60,8 @@ def image_document(record: ImageRecord, semantic: list[float] | None = None) -> 
     pipeline drops it unless `es setup --keep-thumbnails`, which duplicate verification needs), the
     pHash again as a bit vector, and the embedding when the worker computed one."""
     image = ElasticsearchImage(**dict(record), phash_bits=record.phash, semantic=semantic)
-    empty = {name for name in _ELASTICSEARCH_ONLY if getattr(image, name) is None}
-    return image.model_dump(mode="json", exclude=empty | ({"thumbnail"} if record.thumbnail is None else set()))
+    empty = {name for name in _ELASTICSEARCH_ONLY | {"thumbnail"} if getattr(image, name) is None}
+    return image.model_dump(mode="json", exclude=empty)
 
 
 def settings_component() -> dict[str, Any]:

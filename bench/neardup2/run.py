@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.neardup.run import PrivateStack, Score, group_pairs, imagededup_cnn_method, log, score
+from bench.neardup.run import PrivateStack, Score, group_pairs, imagededup_cnn_method, log, score, true_pairs
 from bench.neardup2 import dataset
 from bench.neardup2.dataset import EDIT_NAMES, LOOKALIKE_KINDS, Item
 from bench.neardup2.edits import TIER
@@ -341,8 +341,7 @@ def tier_table(answer: dict, items: list[Item]) -> list[str]:
     similar = answer_pairs(answer, "similar")
     unverified = answer_pairs(answer, "unverified")
     look = set().union(*lookalike_pairs(items).values())
-    truth = {Pair(p) for c in {i.cluster for i in items if i.cluster}
-             for p in itertools.combinations(sorted(i.file for i in items if i.cluster == c), 2)}
+    truth = true_pairs(items)
     lines += ["", f"Pairs the CLI listed apart: `similar` {len(similar)} (look-alike pairs {len(similar & look)}, "
                   f"true copy pairs {len(similar & truth)}); `unverified` {len(unverified)} "
                   f"(look-alike pairs {len(unverified & look)}, true copy pairs {len(unverified & truth)})."]

@@ -19,25 +19,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deeplens.connectors import storage
 from deeplens.connectors.cleanup import keep
 from deeplens.connectors.cleanup.files import Facts, Place, Refused, plan_path
-from deeplens.connectors.queries.grouping import Group, Member
-from deeplens.connectors.storage import protocols as storage_protocols
+from deeplens.connectors.queries.grouping import TIERS, Group, Member
 from deeplens.connectors.storage.errors import safe_url
 from deeplens.schema.models import StorageLocation, utcnow
 
 PLAN_VERSION = 1
 ACTIONS = ("quarantine", "delete", "hardlink")
-TIERS = ("exact", "near", "derived")
 DEFAULT_TIERS = ("exact", "near")
 PLAN_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # it names a folder in every quarantine
-# Concurrent reads through one paramiko SFTP session hang (seen in tests/test_cleanup_remote.py):
-# one at a time there.
-SERIAL_READS = frozenset({"sftp"})
 
 
 class BadPlan(ValueError):
@@ -136,12 +130,6 @@ class Plan(BaseModel):
         return [(group, action) for group in self.groups for action in group.actions]
 
 
-def serial_reads(location: StorageLocation) -> bool:
-    scheme = (fsspec.core.split_protocol(location.url)[0] or "file").lower()
-    found = storage_protocols.by_scheme(scheme)
-    return found is not None and found.name in SERIAL_READS
-
-
 def new_id() -> str:
     return f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
@@ -183,7 +171,7 @@ def make_plan(
         finally:
             on_done(1)
 
-    if any(serial_reads(place.location) for place in places.values()):
+    if not all(storage.parallel_reads(place.fs) for place in places.values()):
         workers = 1
     with ThreadPoolExecutor(workers) as pool:
         read = dict(zip((m.uuid for m in members), pool.map(facts_of, members)))

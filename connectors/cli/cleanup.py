@@ -30,7 +30,6 @@ from deeplens.connectors.cleanup.plan import (
     load,
     make_plan,
     save,
-    serial_reads,
     summary,
 )
 from deeplens.connectors.cleanup.undo import BadJournal, undo_journal
@@ -152,10 +151,9 @@ def _rescan(ctx: click.Context, names: set[str], registered: dict[str, StorageLo
 
     if not names:
         return []
-    workers = 1 if any(serial_reads(registered[name]) for name in names) else 8
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):  # its JSON becomes part of this command's answer
-        ctx.invoke(scan_command, names=tuple(sorted(names)), scan_all=False, show_errors=False, workers=workers,
+        ctx.invoke(scan_command, names=tuple(sorted(names)), scan_all=False, show_errors=False, workers=8,
                    as_json=True)
     return json.loads(captured.getvalue())
 

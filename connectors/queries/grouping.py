@@ -71,13 +71,16 @@ def _seen_from(verification: dict | None, flip: bool) -> dict | None:
 class Match:
     tier: str  # "near" or "derived" (exact is told by the members' hashes)
     evidence: Evidence
-    derived: str | None = None  # of a derived pair, the id of the edited copy when verification tells
     verified_from: str | None = None  # the id that was image "a" of the verification
 
     def seen_from(self, uuid: str) -> Evidence:
         """The evidence with `uuid` as image "a" (the kept copy's side)."""
         flip = self.verified_from is not None and self.verified_from != uuid
         return replace(self.evidence, verification=_seen_from(self.evidence.verification, flip))
+
+    def edited(self, uuid: str) -> bool:
+        """Whether verification found `uuid` to be the edited copy of this pair (crop, bordered)."""
+        return (self.seen_from(uuid).verification or {}).get("derived") == "a"
 
 
 @dataclass
@@ -195,13 +198,13 @@ def exact_groups(backend: Backend, locations: list[str] | None = None) -> list[G
     return by_wasted_bytes(groups)
 
 
-def near_groups(backend: Backend, modules: ModulesClient | None, **options) -> list[Group]:
+def near_groups(backend: Backend, modules: ModulesClient, **options) -> list[Group]:
     return near_duplicates(backend, modules, **options).groups
 
 
 def near_duplicates(
     backend: Backend,
-    modules: ModulesClient | None,
+    modules: ModulesClient,
     max_distance: int = DEFAULT_MAX_DISTANCE,
     max_semantic_distance: float = DEFAULT_MAX_SEMANTIC_DISTANCE,
     locations: list[str] | None = None,
@@ -209,8 +212,8 @@ def near_duplicates(
     on_done: Callable[[int], None] = lambda count: None,
     workers: int = 8,
 ) -> NearDuplicates:
-    """Near-duplicate groups, and the semantic candidates that were not confirmed. `modules`
-    verifies semantic candidates; without it (None) they are all `unverified`."""
+    """Near-duplicate groups, and the semantic candidates that were not confirmed (`modules`
+    verifies them)."""
     images: dict[str, Member] = {}
     hashes: dict[str, Hashes] = {}
     for uuid, properties in backend.images(locations):
@@ -257,22 +260,17 @@ def near_duplicates(
             if isinstance(outcome, str):
                 result.unverified.append(Pair(images[a], images[b], evidence, outcome))
             elif outcome["verified"]:
-                edited = {"a": a, "b": b}.get(outcome.get("derived"))
-                graph.setdefault(a, {})[b] = Match("derived", evidence, edited, verified_from=a)
+                graph.setdefault(a, {})[b] = Match("derived", evidence, verified_from=a)
             else:
                 result.similar.append(Pair(images[a], images[b], evidence))
     result.groups = star_groups(images, graph)
     return result
 
 
-def _verify(backend: Backend, modules: ModulesClient | None, candidates: dict[tuple[str, str], float],
+def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str, str], float],
             workers: int, on_done: Callable[[int], None]):
     """(pair, cosine, the verification dict or the reason it could not run) for each candidate."""
     pairs = sorted(candidates)  # an image's candidates side by side: its features are found once a call
-    if modules is None:
-        for pair in pairs:
-            yield pair, candidates[pair], "no module server to verify the pair"
-        return
 
     def batch(chunk: list[tuple[str, str]]) -> list:
         thumbnails = backend.thumbnails(list({uuid for pair in chunk for uuid in pair}))
@@ -404,7 +402,7 @@ def star_groups(images: dict[str, Member], graph: dict[str, dict[str, Match]]) -
     def centre_order(uuid: str) -> tuple:
         matches = graph.get(uuid, {})
         return (-len(matches), -sum(m.tier == "near" for m in matches.values()),
-                sum(m.derived == uuid for m in matches.values()), keep_order(images[uuid]))
+                sum(m.edited(uuid) for m in matches.values()), keep_order(images[uuid]))
 
     groups = []
     assigned: set[str] = set()

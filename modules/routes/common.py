@@ -93,6 +93,27 @@ def decode_all(images: list[str], field: str) -> list[bytes]:
     return out
 
 
+def decode_each(images: list[str]) -> list[bytes | BadImage]:
+    """Every base64 image of a request, or the BadImage that says why it is not one, for the
+    contracts that answer each image on its own."""
+    out: list[bytes | BadImage] = []
+    for text in images:
+        try:
+            out.append(decode_base64(text))
+        except BadImage as exc:
+            out.append(exc)
+    return out
+
+
+def bad_image(result: object) -> BadImage | None:
+    """A per-image result that failed on its input; any other exception is the server's own and is raised."""
+    if isinstance(result, BadImage):
+        return result
+    if isinstance(result, BaseException):
+        raise result
+    return None
+
+
 async def image_vectors(
     server: ServerState, images: list[bytes], field: str, kind: Literal["semantic", "phash"]
 ) -> list[list[float]]:

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from deeplens.modules import phash
-from deeplens.modules.images import BadImage, decode_base64
-from deeplens.modules.routes.common import Server, read_body
+from deeplens.modules.images import BadImage
+from deeplens.modules.routes.common import Server, bad_image, decode_each, read_body
 
 router = APIRouter()
 
@@ -31,18 +31,16 @@ async def features(request: Request, server: Server):
     wanted = frozenset(body.features)
     results: list[dict] = [{"id": item.id} for item in body.images]
     decoded: list[tuple[int, bytes]] = []
-    for index, item in enumerate(body.images):
-        try:
-            decoded.append((index, decode_base64(item.data)))
-        except BadImage as exc:
-            results[index]["error"] = str(exc)
+    for index, data in enumerate(decode_each([item.data for item in body.images])):
+        if isinstance(data, BadImage):
+            results[index]["error"] = str(data)
+        else:
+            decoded.append((index, data))
     analyses = await server.engine.analyse_all([data for _, data in decoded], wanted)
     good = []
     for (index, _), analysis in zip(decoded, analyses):
-        if isinstance(analysis, BaseException):
-            if not isinstance(analysis, BadImage):
-                raise analysis
-            results[index]["error"] = str(analysis)
+        if error := bad_image(analysis):
+            results[index]["error"] = str(error)
             continue
         good.append((index, analysis))
         if analysis.phash_bits is not None:

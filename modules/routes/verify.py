@@ -8,8 +8,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from deeplens.modules.images import BadImage, decode_base64
-from deeplens.modules.routes.common import ApiError, Server, read_body
+from deeplens.modules.images import BadImage
+from deeplens.modules.routes.common import ApiError, Server, bad_image, decode_each, read_body
 
 router = APIRouter()
 
@@ -26,20 +26,8 @@ async def verify_pairs(request: Request, server: Server):
     for a, b in body.pairs:
         if not (0 <= a < len(body.images) and 0 <= b < len(body.images)):
             raise ApiError(422, f"pair [{a}, {b}] names an image that is not in `images` ({len(body.images)} given)")
-    images: list[bytes | BadImage] = []
-    for data in body.images:
-        try:
-            images.append(decode_base64(data))
-        except BadImage as exc:  # reported in the result of each pair that uses it
-            images.append(exc)
+    images = decode_each(body.images)  # a bad one is reported in the result of each pair that uses it
     verdicts = await server.engine.verify_all(images, body.pairs, body.mirror)
-    results = []
-    for (a, b), verdict in zip(body.pairs, verdicts):
-        if isinstance(verdict, BaseException):
-            if not isinstance(verdict, BadImage):
-                raise verdict
-            results.append({"error": str(verdict)})
-        else:
-            results.append(verdict.as_json())
+    results = [{"error": str(error)} if (error := bad_image(verdict)) else verdict.as_json() for verdict in verdicts]
     server.metrics.images.labels(route="verify").inc(sum(not isinstance(i, BadImage) for i in images))
     return {"results": results}
