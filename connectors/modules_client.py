@@ -53,6 +53,12 @@ class ModulesClient:
     def close(self) -> None:
         self._http.close()
 
+    def meta(self) -> dict:
+        """GET /meta: the server's profile and models (`deeplens es setup` reads the embedding dims)."""
+        response = self._http.get("/meta")
+        response.raise_for_status()
+        return response.json()
+
     def features(self, thumbnails: list[str], wanted: Iterable[Feature]) -> list[Features | FeatureError]:
         """Features of each base64 image, in order; an image the server refused is a FeatureError
         in its place, so one bad image does not fail the batch."""

@@ -46,11 +46,12 @@ def _actions(records: Iterable[dict[str, Any]], index: str, pipeline: str | None
         yield action
 
 
-def _describe(error: Any) -> str:
+def describe_error(error: Any) -> str:
+    """An Elasticsearch error object ({type, reason, caused_by}) as one line."""
     if isinstance(error, dict):
         reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
         cause = error.get("caused_by")
-        return f"{reason} (caused by {_describe(cause)})" if cause else reason
+        return f"{reason} (caused by {describe_error(cause)})" if cause else reason
     return str(error)
 
 
@@ -92,7 +93,7 @@ def index_records(
                 location=doc.get("location"),
                 path=doc.get("path"),
                 status=int(info.get("status", 0)),
-                error=_describe(info.get("error", info.get("exception", "unknown error"))),
+                error=describe_error(info.get("error", info.get("exception", "unknown error"))),
             )
         )
     return result

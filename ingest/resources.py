@@ -16,16 +16,6 @@ COMMON_PIPELINE = "deeplens-images"
 INFERENCE_PIPELINE = "deeplens-images-inference"
 DROP_THUMBNAIL_TAG = "drop-thumbnail"
 
-# Ingest processor types that exist in Elasticsearch 8.15+ and 9.x (default distribution).
-# A pipeline that uses anything else is a mistake in this package, caught by the tests.
-KNOWN_PROCESSORS = frozenset(
-    """append attachment bytes circle community_id convert csv date date_index_name dissect
-    dot_expander drop enrich fail fingerprint foreach geo_grid geoip grok gsub html_strip inference
-    join json kv lowercase network_direction pipeline redact registered_domain remove rename reroute
-    script set set_security_user sort split terminate trim uppercase uri_parts urldecode user_agent""".split()
-)
-
-
 def _load(folder: str, name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath(folder, f"{name}.yml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
@@ -81,11 +71,18 @@ def inference_endpoint_names() -> list[str]:
     return _names(INFERENCE_DIR)
 
 
-def inference_endpoint(name: str, modules_url: str) -> dict[str, Any]:
-    """{task_type, inference_id, body} with the module server URL filled in."""
+def inference_endpoint(name: str, modules_url: str, api_key: str | None = None) -> dict[str, Any]:
+    """{task_type, inference_id, body} with the module server URL filled in, and with api_key (the
+    module server's DEEPLENS_MODULES_API_KEY) as a secret parameter that Elasticsearch puts into the
+    Authorization header: `${...}` in headers is filled from `secret_parameters`, which the
+    custom service reads from service_settings (custom/request/CustomRequest.java `setHeaders`,
+    CustomSecretSettings.java `SECRET_PARAMETERS`)."""
     definition = _load(INFERENCE_DIR, name)
     settings = definition["body"]["service_settings"]
     settings["url"] = settings["url"].replace("{{modules_url}}", modules_url.rstrip("/"))
+    if api_key:
+        settings["headers"]["Authorization"] = "Bearer ${modules_api_key}"
+        settings["secret_parameters"] = {"modules_api_key": api_key}
     return definition
 
 

@@ -15,13 +15,17 @@ from typing import Any, Literal
 import httpx
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
+from deeplens.config import Settings
+from deeplens.connectors.modules_client import ModulesClient
 from deeplens.ingest import resources
+from deeplens.ingest.bulk import describe_error
 from deeplens.modules.profiles import PROFILES
 from deeplens.schema import elasticsearch as schema
 
 Mode = Literal["auto", "inference", "precomputed"]
 INFERENCE_LICENCES = {"enterprise", "trial"}
-MIN_CUSTOM_INFERENCE = (8, 19)  # the `custom` inference service: 8.19 and 9.1+
+# The `custom` inference service arrived in 8.19 and 9.1: 9.0 does not have it.
+CUSTOM_INFERENCE_SINCE = {8: (8, 19), 9: (9, 1)}
 
 
 class SetupError(Exception):
@@ -56,6 +60,12 @@ def parse_version(number: str) -> tuple[int, int]:
     return major, minor
 
 
+def has_custom_inference(version: tuple[int, int]) -> bool:
+    """8.19+ in 8.x, 9.1+ in 9.x, any later major (clusters before 8.15 are refused earlier)."""
+    major = version[0]
+    return version >= CUSTOM_INFERENCE_SINCE.get(major, (major, 0))
+
+
 def probe(es: Elasticsearch) -> Capabilities:
     number = es.info()["version"]["number"]
     version = parse_version(number)
@@ -71,10 +81,10 @@ def probe(es: Elasticsearch) -> Capabilities:
         info = es.license.get()["license"]
         licence = f"{info['type']} ({info['status']})"
         if info["type"] in INFERENCE_LICENCES and info["status"] == "active":
-            if version >= MIN_CUSTOM_INFERENCE:
+            if has_custom_inference(version):
                 inference_api, reason = True, f"licence {licence} includes the inference API"
             else:
-                reason = f"Elasticsearch {number} has no `custom` inference service (8.19 / 9.1+)"
+                reason = f"Elasticsearch {number} has no `custom` inference service (it needs 8.19+ or 9.1+)"
         else:
             reason = f"licence {licence} has no inference API (it needs Enterprise or a trial)"
     except ApiError as exc:
@@ -100,9 +110,10 @@ def module_server_dims(modules_url: str) -> tuple[int, str]:
     """The semantic embedding dims of the module server at modules_url and its profile, from GET /meta."""
     url = f"{modules_url.rstrip('/')}/meta"
     try:
-        response = httpx.get(url, timeout=10)
-        response.raise_for_status()
-        meta = response.json()
+        with ModulesClient(modules_url, timeout=10) as modules:  # sends DEEPLENS_MODULES_API_KEY if set
+            meta = modules.meta()
+    except httpx.HTTPStatusError as exc:
+        problem = _error_of(exc.response)
     except (httpx.HTTPError, ValueError) as exc:
         problem = str(exc) or type(exc).__name__
     else:
@@ -116,6 +127,14 @@ def module_server_dims(modules_url: str) -> tuple[int, str]:
         f"Fix: start it with `deeplens up` (or point --modules-url at a running one), "
         f"or pass --semantic-dims ({known})"
     )
+
+
+def _error_of(response: httpx.Response) -> str:
+    """The module server's own error message (it says how to fix a missing key), else the status."""
+    try:
+        return f"HTTP {response.status_code}: {response.json()['error']}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
 
 
 def setup(
@@ -153,8 +172,10 @@ def setup(
         report.notes.append("documents are indexed without a pipeline: no ingested_at, no derived fields, no failure routing")
     else:
         if mode == "inference":
+            key = Settings().modules_api_key  # Elasticsearch must send it too, if the module server has one
             for name in resources.inference_endpoint_names():
-                report.done.append(_put_inference_endpoint(es, resources.inference_endpoint(name, modules_url)))
+                definition = resources.inference_endpoint(name, modules_url, key and key.get_secret_value())
+                report.done.append(_put_inference_endpoint(es, definition))
         for name, body in pipelines.items():
             es.ingest.put_pipeline(id=name, **body)
             report.done.append(f"pipeline {name}")
@@ -183,16 +204,28 @@ def _put_inference_endpoint(es: Elasticsearch, definition: dict[str, Any]) -> st
     try:
         existing = es.perform_request("GET", path, headers={"accept": "application/json"})
         [endpoint] = existing["endpoints"]
-        if endpoint["service_settings"].get("url") == body["service_settings"]["url"]:
+        wanted = body["service_settings"]
+        if all(endpoint["service_settings"].get(key) == wanted.get(key) for key in ("url", "headers")):
             return f"inference endpoint {inference_id} (exists)"
         # Pipelines reference it by id; force replaces it in place.
         es.perform_request("DELETE", f"{path}?force=true", headers={"accept": "application/json"})
     except NotFoundError:
         pass
-    es.perform_request(
-        "PUT", path, body=body, headers={"accept": "application/json", "content-type": "application/json"}
-    )
-    return f"inference endpoint {inference_id} -> {body['service_settings']['url']}"
+    url = body["service_settings"]["url"]
+    try:
+        es.perform_request(
+            "PUT", path, body=body, headers={"accept": "application/json", "content-type": "application/json"}
+        )
+    except ApiError as exc:
+        # Elasticsearch calls the endpoint once before accepting it (modules/routes/es_inference.py).
+        error = exc.body.get("error") if isinstance(exc.body, dict) else exc.body
+        raise SetupError(
+            f"Elasticsearch refused inference endpoint {inference_id}: {describe_error(error)}. "
+            f"Fix: Elasticsearch itself must reach the module server at {url}: pass --modules-url as "
+            f"Elasticsearch sees it (and set DEEPLENS_MODULES_API_KEY if the module server has a key), "
+            f"or use --mode precomputed"
+        ) from None
+    return f"inference endpoint {inference_id} -> {url}"
 
 
 def _put_transform(es: Elasticsearch, definition: dict[str, Any], start: bool) -> str:
@@ -209,6 +242,35 @@ def _put_transform(es: Elasticsearch, definition: dict[str, Any], start: bool) -
             es.transform.start_transform(transform_id=transform_id)
         state += " (started)"
     return state
+
+
+def rebuild_transforms(es: Elasticsearch) -> list[str]:
+    """Recompute the duplicate groups from scratch; the scan calls this after it deleted or changed
+    documents. A continuous transform only revisits the groups of source documents newer than its
+    last checkpoint (by `ingested_at`), so a deleted copy, or a copy whose content changed, leaves
+    its old group's row as it was. Reset stops the transform and clears its checkpoints, but keeps a
+    destination index it did not create (x-pack/plugin/transform/.../TransportResetTransformAction.java
+    `deleteDestinationIndexIfCreatedByTheTransform`; setup creates it from the template), and
+    groups that fell to one copy are never written again, so the index is emptied here before the
+    start. Returns the transforms rebuilt: none on a cluster without the transform API or without
+    `deeplens es setup`'s transforms."""
+    rebuilt = []
+    for name in resources.transform_names():
+        definition = resources.transform(name)
+        transform_id, dest = definition["transform_id"], definition["body"]["dest"]["index"]
+        try:
+            es.transform.reset_transform(transform_id=transform_id, force=True)
+        except NotFoundError:
+            continue  # not installed (or no transform API at all)
+        except ApiError as exc:
+            if exc.meta.status not in (400, 405):
+                raise
+            continue  # no transform API (a core node)
+        es.options(ignore_status=404).indices.delete(index=dest)
+        es.indices.create(index=dest, **schema.indices()[dest])  # mappings from the template
+        es.transform.start_transform(transform_id=transform_id)
+        rebuilt.append(transform_id)
+    return rebuilt
 
 
 def configured_pipeline(es: Elasticsearch) -> str | None:

@@ -88,18 +88,27 @@ def index_templates(meta: dict[str, Any] | None = None) -> dict[str, dict[str, A
             "_meta": {"managed_by": PREFIX},
         }
 
+    images = {
+        "index_patterns": [IMAGES_PATTERN],
+        "composed_of": [SETTINGS_COMPONENT, IMAGES_MAPPINGS_COMPONENT],
+        "priority": 200,
+        "_meta": {"managed_by": PREFIX, **(meta or {})},
+    }
+    if (meta or {}).get("pipeline"):
+        images["template"] = {"settings": images_settings(meta["pipeline"])}
     return {
-        IMAGES_TEMPLATE: {
-            "index_patterns": [IMAGES_PATTERN],
-            "composed_of": [SETTINGS_COMPONENT, IMAGES_MAPPINGS_COMPONENT],
-            "priority": 200,
-            "_meta": {"managed_by": PREFIX, **(meta or {})},
-        },
+        IMAGES_TEMPLATE: images,
         LOCATIONS_TEMPLATE: simple(LOCATIONS_INDEX, StorageLocation),
         DUPLICATE_GROUPS_TEMPLATE: simple(DUPLICATE_GROUPS_INDEX, DuplicateGroup),
         # A failed document is whatever the pipeline got: keep it in _source, map only the error.
         FAILURES_TEMPLATE: simple(FAILURES_INDEX, IngestFailure, dynamic="false"),
     }
+
+
+def images_settings(pipeline: str | None) -> dict[str, Any]:
+    """Documents that other tools index without naming a pipeline go through DeepLens's too, so every
+    document gets `ingested_at`, the transform's sync field (a request's own pipeline still wins)."""
+    return {"index": {"default_pipeline": pipeline}}
 
 
 def component_templates(semantic_dims: int) -> dict[str, dict[str, Any]]:
@@ -138,6 +147,8 @@ def install(es, semantic_dims: int, meta: dict[str, Any] | None = None) -> list[
         done.append(f"index template {name}")
     for name, body in indices().items():
         if es.indices.exists(index=name):
+            if name == IMAGES_INDEX:  # template settings apply only to new indices
+                es.indices.put_settings(index=name, settings=images_settings((meta or {}).get("pipeline")))
             done.append(f"index {name} (exists)")
             continue
         es.indices.create(index=name, **body)

@@ -17,6 +17,8 @@ from deeplens.modules.phash import bits_to_hex
 from deeplens.schema import elasticsearch as schema
 from deeplens.schema.models import DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure
 
+pytestmark = pytest.mark.elasticsearch  # the Elastic half, checked without a server
+
 FIXTURES = Path(__file__).parent / "es_fixtures" / "pipeline"
 IMAGES = schema.image_properties(semantic_dims=8)
 GROUPS = schema.model_properties(DuplicateGroup)
@@ -71,10 +73,22 @@ def test_templates_compose_and_cover_every_index() -> None:
 # --- pipelines -------------------------------------------------------------------------------
 
 
+# Where Elasticsearch 8.15+ / 9.x registers each processor type the pipelines may use (the type
+# names are the classes' TYPE constants). What a cluster really has is asked at install time
+# (GET _nodes/ingest, ingest/setup.py `probe`); this catches a typo or a processor from elsewhere.
+INGEST_COMMON = "modules/ingest-common/src/main/java/org/elasticsearch/ingest/common/IngestCommonPlugin.java getProcessors"
+MACHINE_LEARNING = "x-pack/plugin/ml/src/main/java/org/elasticsearch/xpack/ml/MachineLearning.java getProcessors"
+REGISTERED_BY = {
+    "set": INGEST_COMMON, "grok": INGEST_COMMON, "lowercase": INGEST_COMMON, "remove": INGEST_COMMON,
+    "script": INGEST_COMMON, "pipeline": INGEST_COMMON,  # entry(PipelineProcessor.TYPE, ...)
+    "inference": MACHINE_LEARNING,  # Map.of(InferenceProcessor.TYPE, inferenceFactory)
+}
+
+
 @pytest.mark.parametrize("name", resources.pipeline_names())
-def test_pipeline_uses_only_known_processors(name: str) -> None:
+def test_pipeline_uses_only_registered_processors(name: str) -> None:
     used = resources.pipeline_processor_types(resources.pipeline(name))
-    assert used <= resources.KNOWN_PROCESSORS, used - resources.KNOWN_PROCESSORS
+    assert used <= set(REGISTERED_BY), used - set(REGISTERED_BY)
 
 
 @pytest.mark.parametrize("name", resources.pipeline_names())
@@ -211,15 +225,22 @@ def test_transform_fields_exist_in_source_and_destination(name: str) -> None:
     assert outputs == set(GROUPS), "the transform and DuplicateGroup disagree on the fields of a group"
 
 
-def test_wasted_bytes_is_total_minus_the_kept_copy() -> None:
+@pytest.mark.parametrize("name", resources.transform_names())
+def test_pipeline_aggregation_scripts_read_only_their_buckets_paths(name: str) -> None:
+    """A bucket_script/bucket_selector script sees exactly the `params` its buckets_path names
+    (painless cannot run here; the container suite checks the values: test_transform_output)."""
+    pivot = resources.transform(name)["body"]["pivot"]["aggregations"]
+    for out, agg in pivot.items():
+        [(kind, options)] = agg.items()
+        if kind in ("bucket_script", "bucket_selector"):
+            assert set(re.findall(r"params\.(\w+)", options["script"])) == set(options["buckets_path"]), out
+
+
+def test_wasted_bytes_reads_copies_and_the_size_of_one_copy() -> None:
     pivot = resources.transform("deeplens-duplicate-groups")["body"]["pivot"]["aggregations"]
-    script = pivot["wasted_bytes"]["bucket_script"]
-    paths = script["buckets_path"]
-    expression = script["script"].replace("params.copies", "copies").replace("params.size", "size")
-    for copies, size in [(2, 1000), (5, 7)]:
-        total = copies * size
-        assert eval(expression, {}, {"copies": copies, "size": size}) == total - size  # noqa: S307
-    assert pivot[paths["size"]] == {"max": {"field": "size_bytes"}}
+    paths = pivot["wasted_bytes"]["bucket_script"]["buckets_path"]
+    assert pivot[paths["copies"]] == {"value_count": {"field": "content_sha256"}}
+    assert pivot[paths["size"]] == {"max": {"field": "size_bytes"}}  # exact copies have one size
 
 
 # --- dashboards ------------------------------------------------------------------------------
@@ -285,3 +306,52 @@ def test_ndjson_is_importable_shape() -> None:
     dashboard = json.loads(lines[-1])
     assert isinstance(dashboard["attributes"]["panelsJSON"], str)
     assert isinstance(dashboard["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"], str)
+
+
+# The dashboard saved object's attributes as Kibana validates them (`unknowns: 'forbid'`):
+# src/platform/plugins/shared/dashboard/server/dashboard_saved_object/schema/v1/v1.ts
+# `dashboardAttributesSchema` (elastic/kibana 3c37204b, lines 21-54; time fields at 34-44).
+DASHBOARD_ATTRIBUTES = {
+    "title", "description", "kibanaSavedObjectMeta", "timeRestore", "timeFrom", "timeTo", "refreshInterval",
+    "controlGroupInput", "panelsJSON", "optionsJSON", "hits", "version",
+}
+
+
+def test_dashboard_restores_a_range_that_shows_earlier_scans() -> None:
+    """Every data view is time-based: without timeRestore the dashboard opens on Kibana's default
+    (the last 15 minutes) and is empty for anything scanned before."""
+    [dashboard] = [o for o in source_objects() if o["type"] == "dashboard"]
+    attributes = dashboard["attributes"]
+    assert set(attributes) <= DASHBOARD_ATTRIBUTES, set(attributes) - DASHBOARD_ATTRIBUTES
+    assert attributes["timeRestore"] is True
+    assert re.fullmatch(r"now-\d+y", attributes["timeFrom"]) and attributes["timeTo"] == "now"
+    assert set(attributes["refreshInterval"]) == {"pause", "value"} and attributes["refreshInterval"]["pause"] is True
+
+
+def _lens_layers(obj: dict):
+    """(columns, XY layer) pairs of a Lens object."""
+    state = obj["attributes"]["state"]
+    columns = state["datasourceStates"]["formBased"]["layers"]
+    for layer in state["visualization"].get("layers", []):
+        yield columns[layer["layerId"]]["columns"], layer
+
+
+def test_xy_accessors_are_columns_of_their_layer() -> None:
+    """Lens XYDataLayerConfig (x-pack/.../lens/public/visualizations/xy/types.ts): accessors and
+    yConfig[].forAccessor name columns of the layer's datasource."""
+    for obj in source_objects():
+        if obj["type"] != "lens" or obj["attributes"]["visualizationType"] != "lnsXY":
+            continue
+        for columns, layer in _lens_layers(obj):
+            assert set(layer["accessors"]) <= set(columns), obj["id"]
+            assert {y["forAccessor"] for y in layer.get("yConfig", [])} <= set(layer["accessors"]), obj["id"]
+
+
+def test_formats_chart_shows_images_and_bytes() -> None:
+    [obj] = [o for o in source_objects() if o["id"] == "deeplens-formats"]
+    assert obj["attributes"]["description"] == "Images and bytes by format"
+    [(columns, layer)] = _lens_layers(obj)
+    shown = {(columns[a]["operationType"], columns[a]["sourceField"]) for a in layer["accessors"]}
+    assert shown == {("count", "___records___"), ("sum", "size_bytes")}
+    # Counts and bytes differ by orders of magnitude: one axis each.
+    assert {y["axisMode"] for y in layer["yConfig"]} == {"left", "right"}

@@ -1,6 +1,10 @@
 """The full Elastic stack in containers (testcontainers): Elasticsearch with a trial licence and
-Kibana. Pipelines are checked with _simulate against the fixture pairs in tests/es_fixtures,
-the transform's output, and the dashboard import. Skipped, with the reason, without Docker."""
+Kibana, and a real module server on the host that Elasticsearch's inference endpoints call
+(host.docker.internal). Checked: `es setup --mode auto` creates the inference endpoints (ES calls
+the module server to validate them), pipelines with _simulate against the fixture pairs in
+tests/es_fixtures and on a real thumbnail, the transform's output and its rebuild after deletions,
+and the dashboard import. Run them with `make test-containers`; without a reachable Docker engine
+they skip and say why."""
 
 from __future__ import annotations
 
@@ -11,13 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+
+from deeplens.config import Settings
+from deeplens.processes import free_port
+from deeplens.stack import MODULES_START_TIMEOUT, modules_service
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
 STACK_VERSION = os.environ.get("DEEPLENS_TEST_STACK_VERSION", "8.19.3")
 FIXTURES = Path(__file__).parent / "es_fixtures" / "pipeline"
-DIMS = 2
 
 
 def _docker_reason() -> str | None:
@@ -48,6 +56,8 @@ def stack() -> Iterator[dict[str, str]]:
             .with_env("xpack.license.self_generated.type", "trial")
             .with_env("ES_JAVA_OPTS", "-Xms1g -Xmx1g")
             .with_exposed_ports(9200)
+            # The module server runs on the host; Linux engines need the name mapped explicitly.
+            .with_kwargs(extra_hosts={"host.docker.internal": "host-gateway"})
         )
         kibana = (
             DockerContainer(f"docker.elastic.co/kibana/kibana:{STACK_VERSION}")
@@ -78,19 +88,74 @@ def _wait(url: str, timeout: float, ready=lambda response: True) -> None:
 
 
 @pytest.fixture(scope="module")
-def es(stack):
+def modules(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A real module server (offline profile) on every interface: its URL from here and from ES."""
+    port = free_port()
+    service = modules_service(tmp_path_factory.mktemp("modules"), "0.0.0.0", port, "offline", Settings().cache_dir)
+    service.start()
+    try:
+        service.wait_ready(MODULES_START_TIMEOUT)
+        yield {"host": f"http://127.0.0.1:{port}", "es": f"http://host.docker.internal:{port}"}
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def es(stack, modules):
     from elasticsearch import Elasticsearch
 
-    from deeplens.ingest.setup import setup
+    from deeplens.ingest.setup import module_server_dims, setup
 
     client = Elasticsearch(stack["es"], request_timeout=60)
-    # The module server is not reachable from the container; endpoints are created all the same
-    # (the custom service does not call the URL at creation) and the fixtures never reach them.
-    report = setup(client, mode="auto", modules_url="http://modules.invalid:8090", semantic_dims=DIMS, start_transforms=False)
+    dims, _ = module_server_dims(modules["host"])
+    # Creating each endpoint makes ES call the module server with its validation input "how big"
+    # (modules/routes/es_inference.py); before it answered that, this setup failed.
+    report = setup(client, mode="auto", modules_url=modules["es"], semantic_dims=dims, start_transforms=False)
     assert report.mode == "inference", report
     assert not report.unsupported, report.unsupported
     yield client
     client.close()
+
+
+def test_inference_endpoints_took_their_dimensions_from_the_module_server(es, modules) -> None:
+    meta = httpx.get(f"{modules['host']}/meta").json()["models"]
+    for inference_id, dims in (("deeplens-semantic", meta["semantic"]["dimensions"]), ("deeplens-phash", 64)):
+        [endpoint] = es.perform_request("GET", f"/_inference/text_embedding/{inference_id}",
+                                        headers={"accept": "application/json"})["endpoints"]
+        assert endpoint["service_settings"]["dimensions"] == dims
+    semantic = es.perform_request("GET", "/_inference/text_embedding/deeplens-semantic",
+                                  headers={"accept": "application/json"})["endpoints"][0]
+    assert semantic["service_settings"]["similarity"] == "cosine"
+
+
+def test_an_endpoint_es_cannot_validate_is_a_setup_error_saying_why(es) -> None:
+    from deeplens.ingest import resources
+    from deeplens.ingest.setup import SetupError, _put_inference_endpoint
+
+    definition = resources.inference_endpoint("deeplens-semantic", "http://modules.invalid:8090")
+    definition["inference_id"] = "deeplens-semantic-unreachable"  # leaves the installed endpoints alone
+    with pytest.raises(SetupError, match="must reach the module server at http://modules.invalid:8090") as error:
+        _put_inference_endpoint(es, definition)
+    assert "validation call" in str(error.value)  # Elasticsearch's own reason comes along
+
+
+def test_inference_pipeline_embeds_a_thumbnail(es, modules) -> None:
+    """A document that arrives with its thumbnail and no vectors (inference mode, or another tool)
+    gets them from the module server through ES; the same as the scan worker would have sent."""
+    import base64
+
+    from deeplens.samples import jpeg_bytes, sample_photos
+
+    thumbnail = base64.b64encode(jpeg_bytes(sample_photos()["coffee"].resize((128, 96)))).decode()
+    [features] = httpx.post(f"{modules['host']}/v1/features", timeout=120, json={
+        "images": [{"data": thumbnail}], "features": ["phash", "semantic"]}).json()["results"]
+    event = {"location": "nas", "uri": "file:///srv/coffee.jpg", "path": "coffee.jpg", "size_bytes": 5,
+             "content_sha256": "c" * 64, "indexed_at": "2024-05-01T10:00:00Z", "scan_id": "s", "thumbnail": thumbnail}
+    result = es.ingest.simulate(id="deeplens-images-inference", docs=[{"_index": "deeplens-images", "_source": event}])
+    [doc] = [d["doc"]["_source"] for d in result["docs"]]
+    assert doc["phash"] == doc["phash_bits"] == features["phash"]["hex"]
+    np.testing.assert_allclose(doc["semantic"], features["semantic"], atol=1e-5)
+    assert "thumbnail" not in doc and "_deeplens" not in doc
 
 
 def _pairs() -> list[Path]:
@@ -126,7 +191,7 @@ def test_transform_output(es) -> None:
     def record(location: str, path: str, sha: str, size: int) -> dict:
         data = ImageRecord(location=location, uri=f"file:///{path}", path=path, folder="", filename=path,
                            extension="jpg", size_bytes=size, content_sha256=sha, scan_id="s").model_dump(mode="json")
-        return {**data, "semantic": [1.0, 0.0], "phash_bits": "0123456789abcdef"}
+        return {**data, "phash_bits": "0123456789abcdef"}
 
     records = [record("nas", "a.jpg", "a" * 64, 100), record("s3", "b.jpg", "a" * 64, 100),
                record("nas", "c.jpg", "a" * 64, 100), record("nas", "d.jpg", "d" * 64, 50)]
@@ -152,6 +217,44 @@ def test_transform_output(es) -> None:
     assert group["copies"] == 3 and group["wasted_bytes"] == 200 and group["total_bytes"] == 300
     assert group["locations"] == ["nas", "s3"] and group["location_count"] == 2
     assert group["sample_paths"] == ["nas:a.jpg", "nas:c.jpg", "s3:b.jpg"]
+
+
+def test_duplicate_groups_are_rebuilt_after_copies_are_deleted(es) -> None:
+    """A continuous transform never revisits a group whose copy was deleted (nothing newer than its
+    checkpoint names it); the scan calls rebuild_transforms after deleting or changing documents."""
+    from deeplens.ingest import bulk
+    from deeplens.ingest.setup import rebuild_transforms
+    from deeplens.schema.models import ImageRecord, image_id
+
+    transform_id = "deeplens-duplicate-groups"
+    # The installed sync delay is 60 s; a short one lets the first checkpoint see the new documents.
+    es.transform.update_transform(transform_id=transform_id, frequency="1s",
+                                  sync={"time": {"field": "ingested_at", "delay": "1s"}})
+    three, two = "3" * 64, "2" * 64
+    paths = {"r3-a.jpg": three, "r3-b.jpg": three, "r3-c.jpg": three, "r2-a.jpg": two, "r2-b.jpg": two}
+    records = [ImageRecord(location="rebuild", uri=f"file:///{p}", path=p, folder="", filename=p, extension="jpg",
+                           size_bytes=10, content_sha256=sha, scan_id="s").model_dump(mode="json")
+               for p, sha in paths.items()]
+    assert bulk.index_records(es, records, pipeline="deeplens-images", refresh="wait_for").ok
+
+    def groups_after_rebuild() -> dict[str, dict]:
+        time.sleep(2)  # past the sync delay
+        assert rebuild_transforms(es) == [transform_id]
+        deadline = time.monotonic() + 120
+        while es.transform.get_transform_stats(transform_id=transform_id)["transforms"][0]["checkpointing"].get(
+                "last", {}).get("checkpoint", 0) < 1:
+            assert time.monotonic() < deadline, "no checkpoint in 120 s"
+            time.sleep(1)
+        es.indices.refresh(index="deeplens-duplicate-groups")
+        hits = es.search(index="deeplens-duplicate-groups", query={"terms": {"content_sha256": [three, two]}})
+        return {h["_source"]["content_sha256"]: h["_source"] for h in hits["hits"]["hits"]}
+
+    before = groups_after_rebuild()
+    assert (before[three]["copies"], before[two]["copies"]) == (3, 2)
+    bulk.delete_records(es, [str(image_id("rebuild", p)) for p in ("r3-c.jpg", "r2-b.jpg")])
+    after = groups_after_rebuild()
+    assert after[three]["copies"] == 2 and after[three]["wasted_bytes"] == 10
+    assert two not in after  # one copy left: no longer a group
 
 
 def test_dashboards_import(stack) -> None:

@@ -137,6 +137,19 @@ def test_weaviate_and_elasticsearch_give_the_same_groups_and_stats(es_env, tmp_p
     assert [row["location"] for row in stats["locations"]] == ["archive", "exports"]
     assert run_json(env, "stats", "--backend", "elasticsearch") == stats
 
+    for query in sorted(folders["archive"].glob("*.jpg"))[:2]:
+        near_dup = run_json(env, "search", "--image", str(query), "--near-dup")["hits"]
+        assert near_dup and run_json(env, "search", "--image", str(query), "--near-dup", "--backend", "elasticsearch")["hits"] == near_dup
+        similar = run_json(env, "search", "--image", str(query))["hits"]
+        es_similar = run_json(env, "search", "--image", str(query), "--backend", "elasticsearch")["hits"]
+        # The query and its byte-identical copy tie at the top (either order); Elasticsearch's int8
+        # kNN moves distances in the third decimal, so the tail of the ten may differ by an image.
+        assert {h["uri"] for h in es_similar[:2]} == {h["uri"] for h in similar[:2]}
+        distances, es_distances = ({h["uri"]: h["distance"] for h in hits} for hits in (similar, es_similar))
+        common = distances.keys() & es_distances.keys()
+        assert len(common) >= len(similar) - 1
+        assert all(abs(distances[uri] - es_distances[uri]) < 0.005 for uri in common)
+
 
 def _members(duplicates: dict):
     return [m for group in duplicates["groups"] for m in group["members"]]
