@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.neardup.run import PrivateStack
 from deeplens.connectors.modules_client import ModulesClient
 from deeplens.samples import TRANSFORMS, jpeg_bytes, synthetic_image
@@ -47,6 +49,12 @@ class CountingModules(ModulesClient):
         self.calls += 1
         self.pairs += len(pairs)
         return super().verify(images, pairs, **options)
+
+    def features_found(self) -> dict[str, float]:
+        """The server's count of images prepared for verification, by source (cache / computed)."""
+        text = self._http.get("/metrics").raise_for_status().text
+        return {sample.labels["source"]: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name == "deeplens_verify_features_total"}
 
 
 def main() -> None:
@@ -74,9 +82,10 @@ def main() -> None:
         try:
             with CountingModules(settings.modules_url) as modules:
                 started = time.perf_counter()
-                found = near_duplicates(WeaviateBackend(client), modules,
+                found = near_duplicates(WeaviateBackend(client, modules), modules,
                                         on_total=lambda total: marks.append(time.perf_counter()))
                 ended = time.perf_counter()
+                features = modules.features_found()
         finally:
             client.close()
     # on_total is called once when the images are known, and again when verification starts
@@ -93,6 +102,9 @@ def main() -> None:
     print(f"| database queries per image | 2 | 2 (+ one thumbnail fetch per {VERIFY_BATCH} pairs verified) |")
     print(f"| module calls per image | 0 | {modules.calls / images:.3f} ({modules.pairs} pairs verified in "
           f"{modules.calls} calls) |")
+    computed, cached = features.get("computed", 0), features.get("cache", 0)
+    print(f"| images' verification features computed / taken from the server's cache | | "
+          f"{computed:.0f} / {cached:.0f} ({computed / images:.2f} computed per image) |")
     print(f"| groups | | {len(found.groups)} |")
     print(f"| similar / unverified pairs | | {len(found.similar)} / {len(found.unverified)} |")
 

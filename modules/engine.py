@@ -15,7 +15,7 @@ from deeplens.modules.batching import DynamicBatcher
 from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image, trim_borders
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import SemanticModel
-from deeplens.modules.verify import Keypoints, Verification, verify
+from deeplens.modules.verify import KeypointCache, Keypoints, Verification, verify
 
 # JPEGs decode at a reduced scale (1/2 .. 1/8) that keeps both sides >= this many pixels.
 # One size for every feature set: the decode scale changes the pHash by a bit or two, and the same
@@ -38,6 +38,9 @@ class EngineConfig:
     max_wait_ms: float = 0.0
     decode_threads: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Images whose verification features are kept (about 50 KB each): a grouping run asks for each
+    # image in several calls, and its client orders the pairs so that they come back close together.
+    verify_cache: int = 4096
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Engine:
         # One thread runs the model: torch parallelises inside a call, callers queue for it.
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         self.draft_size = max(model.input_size, MIN_DRAFT_SIZE)
+        self.keypoints = KeypointCache(config.verify_cache)
         self.batcher = DynamicBatcher(
             self._embed_batch,
             self.model_thread,
@@ -119,7 +123,10 @@ class Engine:
         async def prepare(data: bytes | BadImage) -> Keypoints | BaseException:
             if isinstance(data, BadImage):
                 return data
-            return await loop.run_in_executor(self.decode_pool, Keypoints.of, data, self.config.max_pixels)
+            found, cached = await loop.run_in_executor(self.decode_pool, self.keypoints.get, data,
+                                                       self.config.max_pixels)
+            self.metrics.verify_features.labels(source="cache" if cached else "computed").inc()
+            return found
 
         keypoints = await asyncio.gather(*(prepare(data) for data in images), return_exceptions=True)
 

@@ -44,6 +44,7 @@ def server_meta(profile: str, model: SemanticModel, engine_config) -> dict:
         "batching": {"max_batch": engine_config.max_batch, "max_wait_ms": engine_config.max_wait_ms},
         "decode_threads": engine_config.decode_threads,
         "max_pixels": engine_config.max_pixels,
+        "verify_cache": engine_config.verify_cache,
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,

@@ -26,3 +26,7 @@ class Metrics:
         )
         self.errors = Counter("deeplens_errors", "Errors by kind", ["kind"], registry=self.registry)
         self.images = Counter("deeplens_images", "Images processed", ["route"], registry=self.registry)
+        self.verify_features = Counter(
+            "deeplens_verify_features", "Images prepared for verification, by where their features came from",
+            ["source"], registry=self.registry,
+        )

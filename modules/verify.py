@@ -20,7 +20,11 @@ inside B and B inside A (boxes as fractions of the other's width and height).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -70,25 +74,66 @@ class Verification:
 
 
 class Keypoints:
-    """One image ready to be matched: its grey levels and ORB features, computed once however many
-    pairs it is part of; the features of its mirror image only when a pair needs them."""
+    """One image ready to be matched: its ORB features, found once however many pairs it is part
+    of; the features of its mirror image only when a pair needs them. The grey levels are not kept
+    (a cached image would hold them for nothing): the rare pair that needs them (a verified crop or
+    border, to tell which side is edited; a mirrored retry) decodes them again."""
 
-    def __init__(self, gray: np.ndarray):
-        self.gray = gray
-        self.keys, self.desc = _features(gray)
+    def __init__(self, gray: np.ndarray, decode_gray: Callable[[], np.ndarray]):
+        self.shape = gray.shape
+        keys, self.desc = _features(gray)
+        self.points = np.float32([key.pt for key in keys]).reshape(-1, 2)
+        self._decode_gray = decode_gray
         self._mirrored: Keypoints | None = None
 
     @classmethod
     def of(cls, data: bytes, max_pixels: int) -> Keypoints:
         """Raises BadImage (from decoding) when the bytes are not a usable image."""
-        image = open_image(data, max_pixels, draft_to=VERIFY_SIZE, fit=True).image
-        image.thumbnail((VERIFY_SIZE, VERIFY_SIZE), Image.Resampling.LANCZOS)
-        return cls(np.asarray(image.convert("L")))
+        def decode_gray() -> np.ndarray:
+            image = open_image(data, max_pixels, draft_to=VERIFY_SIZE, fit=True).image
+            image.thumbnail((VERIFY_SIZE, VERIFY_SIZE), Image.Resampling.LANCZOS)
+            return np.asarray(image.convert("L"))
+
+        return cls(decode_gray(), decode_gray)
+
+    @property
+    def gray(self) -> np.ndarray:
+        return self._decode_gray()
 
     def mirrored(self) -> Keypoints:
         if self._mirrored is None:  # two threads may both compute it: the same result, no harm
-            self._mirrored = Keypoints(np.ascontiguousarray(self.gray[:, ::-1]))
+            def decode_gray() -> np.ndarray:
+                return np.ascontiguousarray(self.gray[:, ::-1])
+
+            self._mirrored = Keypoints(decode_gray(), decode_gray)
         return self._mirrored
+
+
+class KeypointCache:
+    """The features of the images verified lately, by a digest of their bytes. In a grouping run an
+    image is a candidate of several others and comes back in several calls; finding its features
+    costs about eight times as much as matching a pair that fails. Bounded: about 50 KB an image
+    (ORB descriptors, points, and the image bytes for the rare re-decode)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[bytes, Keypoints] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, data: bytes, max_pixels: int) -> tuple[Keypoints, bool]:
+        """The image's features, and whether they came from the cache."""
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found, True
+        made = Keypoints.of(data, max_pixels)  # outside the lock: decode threads work in parallel
+        with self._lock:
+            self._entries[key] = made
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return made, False
 
 
 def _features(gray: np.ndarray):
@@ -107,16 +152,14 @@ def verify(a: Keypoints, b: Keypoints, mirror: bool = True) -> Verification:
 
 
 def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
-    gray_a, keys_a, desc_a = a.gray, a.keys, a.desc
-    gray_b, keys_b, desc_b = b.gray, b.keys, b.desc
-    if desc_a is None or desc_b is None or len(keys_a) < 2 or len(keys_b) < 2:
+    if a.desc is None or b.desc is None or len(a.points) < 2 or len(b.points) < 2:
         return Verification(False, 0, 0, 0.0, 0.0, mirror=mirror)
-    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(desc_a, desc_b, k=2)
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.desc, b.desc, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO_TEST * p[1].distance]
     if len(good) < 3:
         return Verification(False, 0, len(good), 0.0, 0.0, mirror=mirror)
-    points_a = np.float32([keys_a[m.queryIdx].pt for m in good])
-    points_b = np.float32([keys_b[m.trainIdx].pt for m in good])
+    points_a = a.points[[m.queryIdx for m in good]]
+    points_b = b.points[[m.trainIdx for m in good]]
     transform, mask = cv2.estimateAffinePartial2D(
         points_a, points_b, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS
     )
@@ -126,10 +169,10 @@ def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
     inliers = int(inlier.sum())
     scale = float(math.hypot(transform[0, 0], transform[1, 0]))
     rotation = math.degrees(math.atan2(transform[1, 0], transform[0, 0]))
-    coverage = _coverage(points_a[inlier], gray_a.shape, points_b[inlier], gray_b.shape)
-    box = _box(transform, gray_a.shape, gray_b.shape, mirror)
+    coverage = _coverage(points_a[inlier], a.shape, points_b[inlier], b.shape)
+    box = _box(transform, a.shape, b.shape, mirror)
     inverse = cv2.invertAffineTransform(transform)  # B's frame is symmetric, so mirroring does not matter
-    box_in_a = _box(inverse, gray_b.shape, gray_a.shape, False)
+    box_in_a = _box(inverse, b.shape, a.shape, False)
     overhang = min(_overhang(box), _overhang(box_in_a))
     verified = (
         overhang <= MAX_OVERHANG
@@ -140,12 +183,12 @@ def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
         and coverage >= MIN_COVERAGE
     )
     derived = None
-    if _inside(box):
-        derived = "b" if _uniform_margin(gray_b, box, mirror) else "a"
-    elif _inside(box_in_a):
-        derived = "a" if _uniform_margin(gray_a, box_in_a, False) else "b"
+    if verified and _inside(box):
+        derived = "b" if _uniform_margin(b.gray, box, mirror) else "a"
+    elif verified and _inside(box_in_a):
+        derived = "a" if _uniform_margin(a.gray, box_in_a, False) else "b"
     return Verification(verified, inliers, len(good), round(inliers / len(good), 3), round(coverage, 3),
-                        round(rotation, 2), round(scale, 3), mirror, box, box_in_a, derived if verified else None,
+                        round(rotation, 2), round(scale, 3), mirror, box, box_in_a, derived,
                         round(overhang, 3))
 
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from deeplens.connectors.queries.grouping import Evidence, Hashes, Match, Member, star_groups, turned_copies
+from deeplens.connectors.queries.grouping import (
+    Evidence,
+    Hashes,
+    Match,
+    Member,
+    verification_order,
+    star_groups,
+    turned_copies,
+)
 from deeplens.modules.phash import bits_to_hex, dihedral_hashes, phash_bits
 from deeplens.samples import sample_photos, synthetic_image
 
@@ -129,3 +137,13 @@ def test_a_derived_copy_is_never_kept_over_its_source():
     tiers = {m.uuid: m.tier for m in group.members[1:]}
     assert tiers == {"recompressed": "near", "watermarked": "derived"} and group.kind == "derived"
     assert next(m for m in group.members if m.uuid == "watermarked").evidence.verification["inliers"] == 40
+
+
+def test_verification_order_keeps_linked_pairs_together():
+    """Two chains of candidate pairs whose ids interleave: ordered for the module server's feature
+    cache, each chain's pairs come out in one run, and no pair is lost or added."""
+    chain = [(f"a{i}", f"a{i + 1}") for i in range(6)] + [(f"b{i}", f"b{i + 1}") for i in range(6)]
+    ordered = verification_order(sorted(chain, key=lambda pair: pair[0][1:]))  # a0, b0, a1, b1, ...
+    assert sorted(ordered) == sorted(chain)
+    families = [pair[0][0] for pair in ordered]
+    assert families.count("a") == 6 and "".join(families) in ("a" * 6 + "b" * 6, "b" * 6 + "a" * 6)

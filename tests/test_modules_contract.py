@@ -265,6 +265,20 @@ def test_verify_confirms_crops_and_borders_and_rejects_look_alikes(client):
     json_error(post_raw(client, "/v1/verify", {"images": images[:2], "pairs": [[0, 2]]}), 422)
 
 
+def test_verify_finds_an_image_features_once_across_calls(client):
+    """A grouping run sends an image in several calls: the second call finds its features cached
+    and answers the same."""
+    original = photo("chelsea", 512)
+    cropped = original.crop((40, 30, 480, 330))
+    payload = {"images": [b64(encode(original)), b64(encode(cropped))], "pairs": [[0, 1]]}
+    features = ("deeplens_verify_features_total", (("source", "cache"),))
+    cached_before = metric_samples(client).get(features, 0.0)
+    first = post_raw(client, "/v1/verify", payload).json()["results"]
+    second = post_raw(client, "/v1/verify", payload).json()["results"]
+    assert first == second and first[0]["verified"] and first[0]["derived"] == "b"
+    assert metric_samples(client)[features] - cached_before >= 2
+
+
 def test_line_wrapped_base64_and_data_urls(client):
     data = encode(photo("coffee", 200), "PNG")
     wrapped = base64.encodebytes(data).decode()  # 76-column lines, like the `base64` command

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from deeplens.connectors.modules_client import FeatureError, ModulesClient
 from deeplens.connectors.queries.backend import Backend, NotAnswered
@@ -39,7 +41,7 @@ DEFAULT_MAX_DISTANCE = 8  # pHash bits of 64; best F1 on the tuning split of ben
 DEFAULT_MAX_SEMANTIC_DISTANCE = 0.16
 NEIGHBOURS = 50  # most pHash neighbours fetched per image
 # Semantic candidates verified per image, nearest first: a collection of look-alikes (one style,
-# bursts) makes every image a candidate of every other, and verification costs ~2 ms a pair.
+# bursts) makes every image a candidate of every other, and each pair costs a verification.
 SEMANTIC_CANDIDATES = 5
 PHASH_BANDS = 4  # 16-bit bands: hashes within Hamming distance 3 share one for sure
 VERIFY_BATCH = 32  # pairs per module server call
@@ -270,7 +272,7 @@ def near_duplicates(
 def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str, str], float],
             workers: int, on_done: Callable[[int], None]):
     """(pair, cosine, the verification dict or the reason it could not run) for each candidate."""
-    pairs = sorted(candidates)  # an image's candidates side by side: its features are found once a call
+    pairs = verification_order(list(candidates))
 
     def batch(chunk: list[tuple[str, str]]) -> list:
         thumbnails = backend.thumbnails(list({uuid for pair in chunk for uuid in pair}))
@@ -295,6 +297,23 @@ def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str
     with ThreadPoolExecutor(min(workers, 4)) as pool:  # the module server verifies on all its cores
         for results in pool.map(batch, chunks):
             yield from results
+
+
+def verification_order(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs ordered so that each image's pairs lie close together: the module server keeps the
+    features of the images it verified lately (modules/verify.py, KeypointCache), and an image is
+    part of several pairs. The order is reverse Cuthill-McKee's on the graph of candidate pairs (it
+    keeps linked images close in a row). In simulated 10k-image candidate graphs (5 links an image)
+    it cut the images a 4,096-image cache computes again by a fifth (random links) to a half (links
+    between near points), against an order by id."""
+    ids = sorted({uuid for pair in pairs for uuid in pair})
+    index = {uuid: i for i, uuid in enumerate(ids)}
+    rows = [index[a] for a, _ in pairs]
+    cols = [index[b] for _, b in pairs]
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (rows, cols)), shape=(len(ids), len(ids))).tocsr()
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[reverse_cuthill_mckee(graph, symmetric_mode=False)] = np.arange(len(ids))
+    return sorted(pairs, key=lambda pair: sorted((rank[index[pair[0]]], rank[index[pair[1]]])))
 
 
 @dataclass
