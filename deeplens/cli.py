@@ -172,16 +172,20 @@ def serve() -> None:
 @click.option("--torch-threads", type=int, default=None, help="torch intra-op threads. Default: torch's choice.")
 @click.option("--max-pixels", type=int, default=64_000_000, help="Refuse images with more pixels (decompression bombs).")
 @click.option("--max-body-mb", type=int, default=64, help="Refuse request bodies over this size.")
+@click.option("--verify-cache", type=int, default=4096, show_default=True,
+              help="Images whose verification features are kept between calls (about 50 KB each).")
 @click.pass_context
 def serve_modules(ctx: click.Context, host, port, profile, device, random_weights, clip_checkpoint,
-                  max_batch, max_wait_ms, decode_threads, torch_threads, max_pixels, max_body_mb) -> None:
+                  max_batch, max_wait_ms, decode_threads, torch_threads, max_pixels, max_body_mb,
+                  verify_cache) -> None:
     """The vectorizer module server that Weaviate and Elasticsearch call."""
     from deeplens.modules.engine import EngineConfig
     from deeplens.modules.models import WeightsMissing
     from deeplens.modules.server import serve as run_server
 
     settings = settings_of(ctx)
-    config = EngineConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_pixels=max_pixels)
+    config = EngineConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_pixels=max_pixels,
+                          verify_cache=verify_cache)
     if decode_threads:
         config.decode_threads = decode_threads
     try:

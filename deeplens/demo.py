@@ -11,9 +11,10 @@ from deeplens.samples import write_demo_locations
 @click.command("demo")
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Start the stack, index two sample locations, show duplicates and a similarity search."""
+    """Start the stack, index two sample locations, show duplicates, a similarity search, a cleanup
+    plan and an HTML review report."""
     from deeplens.cli import up
-    from deeplens.connectors.cli import duplicates_command, plan_command, scan_command, search_command
+    from deeplens.connectors.cli import duplicates_command, plan_command, report_command, scan_command, search_command
     from deeplens.connectors.cli.storage import storage_add
 
     settings: Settings = ctx.find_object(Settings)
@@ -48,6 +49,9 @@ def demo(ctx: click.Context) -> None:
     plan_file = root / "plan.json"
     step(f"A cleanup plan (nothing is changed; `deeplens apply {plan_file} --yes` would act on it)")
     ctx.invoke(plan_command, out_path=plan_file, show_groups=True)
+
+    step("A review report of the groups and the plan: an HTML page to open from disk")
+    ctx.invoke(report_command, out_path=root / "report", mode="near", plan_file=plan_file)
 
     env = f"DEEPLENS_DATA_DIR={settings.data_dir}" if "DEEPLENS_DATA_DIR" in __import__("os").environ else ""
     # Weaviate wants its API key; print where it is, never the key itself.

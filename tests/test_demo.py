@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import unquote
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -40,3 +41,10 @@ def test_demo_indexes_the_samples_and_groups_every_copy_with_its_original(tmp_pa
     assert near["total_wasted_bytes"] == sum(g["wasted_bytes"] for g in near["groups"])
     # The kept copy of every group is the original, not an edited copy (rotated, brightened, ...).
     assert all("/archive/" in group["members"][0]["uri"] for group in near["groups"]), near["groups"]
+    # The review report of the near groups, with the plan: its path printed, the page written.
+    # (Its contents in a browser: tests/test_report.py.)
+    assert re.search(rf"^{len(near['groups'])} groups \(.* wasted\) in the report: ", demo.stdout, re.MULTILINE), demo.stdout
+    report = re.search(r"^Open it in a browser: (file://\S+)$", demo.stdout, re.MULTILINE)
+    assert report, demo.stdout
+    page = Path(unquote(urlparse(report.group(1)).path))
+    assert page.name == "index.html" and "DeepLens.index(" in page.read_text()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the storage test servers (tests/servers/plugin.py) need beyond the Python venv:
 #   Debian openssh-server (sshd for SFTP) and samba (smbd for SMB), via apt-get, as root;
-#   npm azurite (Azure Blob emulator) into the DeepLens cache dir, never into the repository.
+#   npm azurite (Azure Blob emulator) into the DeepLens cache dir, never into the repository;
+#   Debian chromium and chromium-driver (headless browser for the HTML report test, tests/test_report.py).
 # Idempotent and quick when everything is there: it checks before it installs.
 # Without root (or without apt-get / npm) it says what is missing and exits 0: those fixtures skip.
 set -euo pipefail
@@ -16,6 +17,8 @@ missing=()
 [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null || missing+=(openssh-server)
 [ -x /usr/sbin/smbd ] && command -v smbpasswd >/dev/null || missing+=(samba)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
