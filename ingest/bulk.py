@@ -3,7 +3,8 @@
 Ids are the data model's deterministic ids (UUIDv5 of location and path), so re-indexing a file
 is an upsert. Rejections for load (429) are retried with backoff; every other per-document
 error is returned, one entry per document, never raised in the middle of a batch. A document the
-pipeline routed to `deeplens-failures` counts as failed too.
+pipeline routed to `deeplens-failures` counts as failed too. `replace_index` writes a whole set
+anew behind an alias (`deeplens duplicates --publish`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,33 @@ def index_records(
             )
         )
     return result
+
+
+class IndexingError(RuntimeError):
+    """Documents a new index refused; the message names the first few and what is left as it was."""
+
+
+def replace_index(es: Elasticsearch, alias: str, suffix: str, records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """Index `records` into a new index `{alias}-{suffix}` (mappings from the index template for
+    `{alias}-*`), then point `alias` at it and delete the indices it replaces, in one alias update:
+    Elasticsearch applies those actions atomically, so a reader of the alias sees the previous set or
+    the new one, never both and never a half-written one. (A delete-by-query of the previous set
+    would need the reindex module, which a core node lacks.) Returns the new index and the ones removed.
+    When a document is refused, the new index is deleted and the alias left as it was."""
+    index = f"{alias}-{suffix}"
+    es.indices.create(index=index)
+    result = index_records(es, records, pipeline=None, index=index)
+    if not result.ok:
+        es.indices.delete(index=index)
+        first = "; ".join(f"{e.location}:{e.path}: {e.error}" for e in result.errors[:3])
+        raise IndexingError(f"{index} refused {len(result.errors)} of {len(records)} documents ({first}); "
+                            f"{alias} is left as it was")
+    es.indices.refresh(index=index)
+    # Every earlier index of the alias's pattern, also one a failed or interrupted run left behind.
+    replaced = sorted(name for name in es.indices.get(index=f"{alias}-*", expand_wildcards="all") if name != index)
+    es.indices.update_aliases(actions=[{"add": {"index": index, "alias": alias}},
+                                       *({"remove_index": {"index": name}} for name in replaced)])
+    return index, replaced
 
 
 def delete_records(es: Elasticsearch, ids: list[str], index: str = schema.IMAGES_ALIAS) -> int:

@@ -8,6 +8,8 @@ Layout in the cluster:
   other vector dims is an alias swap, not a rename for every client);
 - `deeplens-locations` holds the storage location registry;
 - `deeplens-duplicate-groups` is the exact-duplicates transform's destination;
+- `deeplens-duplicate-copies` is an alias over the latest `deeplens-duplicate-copies-<publish id>`,
+  written by `deeplens duplicates --publish` (each publish a new index, then the alias moves);
 - `deeplens-failures` receives documents an ingest pipeline could not process.
 """
 
@@ -17,7 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from deeplens.schema.models import DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure, StorageLocation
+from deeplens.schema.models import (
+    DuplicateCopy, DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure, StorageLocation,
+)
 from deeplens.schema.types import database_type
 
 PREFIX = "deeplens"
@@ -26,6 +30,8 @@ IMAGES_INDEX = f"{PREFIX}-images-000001"
 IMAGES_PATTERN = f"{PREFIX}-images-*"
 LOCATIONS_INDEX = f"{PREFIX}-locations"
 DUPLICATE_GROUPS_INDEX = f"{PREFIX}-duplicate-groups"
+DUPLICATE_COPIES_ALIAS = f"{PREFIX}-duplicate-copies"
+DUPLICATE_COPIES_PATTERN = f"{DUPLICATE_COPIES_ALIAS}-*"
 FAILURES_INDEX = f"{PREFIX}-failures"
 
 # Component / index template names.
@@ -34,6 +40,7 @@ IMAGES_MAPPINGS_COMPONENT = f"{PREFIX}-images-mappings"
 IMAGES_TEMPLATE = f"{PREFIX}-images"
 LOCATIONS_TEMPLATE = f"{PREFIX}-locations"
 DUPLICATE_GROUPS_TEMPLATE = f"{PREFIX}-duplicate-groups"
+DUPLICATE_COPIES_TEMPLATE = f"{PREFIX}-duplicate-copies"
 FAILURES_TEMPLATE = f"{PREFIX}-failures"
 
 MIN_ES_VERSION = (8, 15)  # dense_vector element_type: bit
@@ -100,6 +107,7 @@ def index_templates(meta: dict[str, Any] | None = None) -> dict[str, dict[str, A
         IMAGES_TEMPLATE: images,
         LOCATIONS_TEMPLATE: simple(LOCATIONS_INDEX, StorageLocation),
         DUPLICATE_GROUPS_TEMPLATE: simple(DUPLICATE_GROUPS_INDEX, DuplicateGroup),
+        DUPLICATE_COPIES_TEMPLATE: simple(DUPLICATE_COPIES_PATTERN, DuplicateCopy),
         # A failed document is whatever the pipeline got: keep it in _source, map only the error.
         FAILURES_TEMPLATE: simple(FAILURES_INDEX, IngestFailure, dynamic="false"),
     }

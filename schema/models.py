@@ -146,6 +146,29 @@ class DuplicateGroup(BaseModel):
     last_indexed_at: datetime | None = None
 
 
+class DuplicateCopy(BaseModel):
+    """One document of `deeplens-duplicate-copies`: a copy that a cleanup would remove, from the
+    groups `deeplens duplicates --publish` computed (exact, near and derived alike). Its size is
+    what it wastes, charged to its own location and folder; the kept copy is its group's centre.
+    The document id is the copy's image id."""
+
+    group_id: str = Field(description="the kept copy's image id: the same in every publish while that copy is kept")
+    group_kind: str = Field(description="the group's loosest tier: exact, near or derived")
+    tier: str = Field(description="how this copy matches the kept copy: exact, near or derived")
+    location: str
+    folder: str
+    path: str
+    uri: str
+    size_bytes: int = Field(description="the copy's size: the bytes that removing it frees")
+    distance: int = Field(description="pHash bits from the kept copy, after the best rotation/mirror")
+    kept_location: str
+    kept_path: str
+    kept_uri: str
+    cross_location: bool = Field(description="the kept copy lies in another location")
+    publish_id: str
+    published_at: datetime
+
+
 class IngestFailure(BaseModel):
     """One document of `deeplens-failures`: what a pipeline could not process, and why."""
 

@@ -15,13 +15,14 @@ from deeplens.dashboards.assemble import ndjson, source_objects
 from deeplens.ingest import resources
 from deeplens.modules.phash import bits_to_hex
 from deeplens.schema import elasticsearch as schema
-from deeplens.schema.models import DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure
+from deeplens.schema.models import DuplicateCopy, DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure
 
 pytestmark = pytest.mark.elasticsearch  # the Elastic half, checked without a server
 
 FIXTURES = Path(__file__).parent / "es_fixtures" / "pipeline"
 IMAGES = schema.image_properties(semantic_dims=8)
 GROUPS = schema.model_properties(DuplicateGroup)
+COPIES = schema.model_properties(DuplicateCopy)
 FAILURES = schema.model_properties(IngestFailure)
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 AGGREGATABLE = NUMERIC | {"keyword", "date", "boolean"}
@@ -68,6 +69,19 @@ def test_templates_compose_and_cover_every_index() -> None:
         assert any(re.fullmatch(p.replace("*", ".*"), index) for p in patterns), index
     assert templates[schema.IMAGES_TEMPLATE]["_meta"]["mode"] == "precomputed"
     assert schema.indices()[schema.IMAGES_INDEX]["aliases"] == {schema.IMAGES_ALIAS: {"is_write_index": True}}
+
+
+def test_duplicate_copies_template_maps_every_publish_index() -> None:
+    """`duplicates --publish` creates `deeplens-duplicate-copies-<publish id>` and moves the alias
+    (connectors/publish.py): the template must match those names, never the alias's own."""
+    template = schema.index_templates()[schema.DUPLICATE_COPIES_TEMPLATE]
+    [pattern] = template["index_patterns"]
+    assert re.fullmatch(pattern.replace("*", ".*"), f"{schema.DUPLICATE_COPIES_ALIAS}-20261201t231134z-a1b2c3")
+    assert not re.fullmatch(pattern.replace("*", ".*"), schema.DUPLICATE_COPIES_ALIAS)
+    assert template["template"]["mappings"] == {"dynamic": "strict", "properties": COPIES}
+    assert {COPIES[f]["type"] for f in ("size_bytes", "distance")} == {"long"}
+    assert {COPIES[f]["type"] for f in ("tier", "group_kind", "location", "folder", "kept_location")} == {"keyword"}
+    assert COPIES["published_at"]["type"] == "date" and COPIES["cross_location"]["type"] == "boolean"
 
 
 # --- pipelines -------------------------------------------------------------------------------
@@ -245,7 +259,8 @@ def test_wasted_bytes_reads_copies_and_the_size_of_one_copy() -> None:
 
 # --- dashboards ------------------------------------------------------------------------------
 
-VIEW_MAPPINGS = {schema.IMAGES_ALIAS: IMAGES, schema.DUPLICATE_GROUPS_INDEX: GROUPS, schema.FAILURES_INDEX: FAILURES}
+VIEW_MAPPINGS = {schema.IMAGES_ALIAS: IMAGES, schema.DUPLICATE_GROUPS_INDEX: GROUPS, schema.FAILURES_INDEX: FAILURES,
+                 schema.DUPLICATE_COPIES_ALIAS: COPIES}
 LENS_TYPES = {
     "sum": NUMERIC, "max": NUMERIC | {"date"}, "min": NUMERIC | {"date"}, "average": NUMERIC, "median": NUMERIC,
     "unique_count": AGGREGATABLE, "terms": AGGREGATABLE, "date_histogram": {"date"}, "count": AGGREGATABLE,
@@ -292,8 +307,9 @@ def test_lens_columns_name_mapped_fields_of_fitting_type() -> None:
             for column in layer["columns"].values():
                 if column["sourceField"] == "___records___":
                     continue
-                kind = _type(props, column["sourceField"])
-                assert kind in LENS_TYPES[column["operationType"]], (obj["id"], column["sourceField"], kind)
+                for field in [column["sourceField"], *column.get("params", {}).get("secondaryFields", [])]:
+                    kind = _type(props, field)
+                    assert kind in LENS_TYPES[column["operationType"]], (obj["id"], field, kind)
         for field in re.findall(r"(\w+)\s*[<>:]", state["query"]["query"]):
             _type(VIEW_MAPPINGS[views[obj["references"][0]["id"]]], field)
 
@@ -337,14 +353,57 @@ def _lens_layers(obj: dict):
 
 
 def test_xy_accessors_are_columns_of_their_layer() -> None:
-    """Lens XYDataLayerConfig (x-pack/.../lens/public/visualizations/xy/types.ts): accessors and
-    yConfig[].forAccessor name columns of the layer's datasource."""
+    """Lens XYDataLayerConfig (x-pack/.../lens/public/visualizations/xy/types.ts): accessors,
+    yConfig[].forAccessor and splitAccessor (the breakdown) name columns of the layer's datasource."""
     for obj in source_objects():
         if obj["type"] != "lens" or obj["attributes"]["visualizationType"] != "lnsXY":
             continue
         for columns, layer in _lens_layers(obj):
             assert set(layer["accessors"]) <= set(columns), obj["id"]
             assert {y["forAccessor"] for y in layer.get("yConfig", [])} <= set(layer["accessors"]), obj["id"]
+            if "splitAccessor" in layer:
+                assert columns[layer["splitAccessor"]]["isBucketed"], obj["id"]
+
+
+# Kibana's Lens shapes these panels use, elastic/kibana 638f9fa9 / 0a53bf11:
+# - x-pack/platform/plugins/shared/lens/public/datasources/form_based/operations/definitions/terms/types.ts
+#   lines 33-38: a terms column's `secondaryFields` (multi terms) and `parentFormat`, whose id is
+#   'multi_terms' when there are secondary fields (as Lens itself sets it, terms/index.tsx). Lens runs
+#   Elasticsearch's multi_terms aggregation for them, which x-pack analytics registers
+#   (elastic/elasticsearch x-pack/plugin/analytics/.../multiterms/MultiTermsAggregationBuilder.java, NAME).
+# - x-pack/platform/plugins/shared/lens/public/visualizations/xy/types.ts: SeriesTypes.BAR_HORIZONTAL_STACKED
+#   ('bar_horizontal_stacked') and XYDataLayerConfig.splitAccessor (the breakdown dimension).
+PER_TIER_PANELS = {"deeplens-wasted-bytes-by-location-per-tier": ["location"],
+                   "deeplens-wasted-bytes-by-folder-per-tier": ["location", "folder"]}
+
+
+@pytest.mark.parametrize("lens_id", PER_TIER_PANELS)
+def test_published_copies_panels_show_wasted_bytes_per_tier(lens_id: str) -> None:
+    """The panels over `duplicates --publish`: the copies' bytes summed by location (and folder),
+    stacked by tier, so exact, near and derived copies each show."""
+    [obj] = [o for o in source_objects() if o["id"] == lens_id]
+    assert [r["id"] for r in obj["references"]] == [schema.DUPLICATE_COPIES_ALIAS]
+    [(columns, layer)] = _lens_layers(obj)
+    visualization = obj["attributes"]["state"]["visualization"]
+    assert layer["seriesType"] == visualization["preferredSeriesType"] == "bar_horizontal_stacked"
+    x, split, [y] = columns[layer["xAccessor"]], columns[layer["splitAccessor"]], layer["accessors"]
+    assert [x["sourceField"], *x["params"].get("secondaryFields", [])] == PER_TIER_PANELS[lens_id]
+    assert x["params"]["parentFormat"] == {"id": "multi_terms" if len(PER_TIER_PANELS[lens_id]) > 1 else "terms"}
+    assert x["params"]["orderBy"] == {"type": "column", "columnId": y}  # the most wasted first
+    assert (split["operationType"], split["sourceField"]) == ("terms", "tier")
+    assert split["params"]["size"] >= len(("exact", "near", "derived"))
+    assert (columns[y]["operationType"], columns[y]["sourceField"]) == ("sum", "size_bytes")
+    assert columns[y]["params"]["format"]["id"] == "bytes"
+
+
+def test_copies_kept_elsewhere_lists_cross_location_copies() -> None:
+    [obj] = [o for o in source_objects() if o["id"] == "deeplens-copies-kept-elsewhere"]
+    state = obj["attributes"]["state"]
+    assert state["query"] == {"language": "kuery", "query": "cross_location : true"}
+    [layer] = state["datasourceStates"]["formBased"]["layers"].values()
+    rows = [c["sourceField"] for c in layer["columns"].values() if c["isBucketed"]]
+    assert rows == ["location", "kept_location", "tier"]
+    assert [c["columnId"] for c in state["visualization"]["columns"]] == layer["columnOrder"]
 
 
 def test_formats_chart_shows_images_and_bytes() -> None:

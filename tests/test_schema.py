@@ -12,7 +12,9 @@ import pytest
 from deeplens.dashboards.assemble import source_objects
 from deeplens.ingest import resources
 from deeplens.schema import elasticsearch as schema
-from deeplens.schema.models import DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure, StorageLocation, fields
+from deeplens.schema.models import (
+    DuplicateCopy, DuplicateGroup, ElasticsearchImage, ImageRecord, IngestFailure, StorageLocation, fields,
+)
 from deeplens.schema.weaviate import DataType, properties_of
 
 # --- fields ----------------------------------------------------------------------------------
@@ -77,13 +79,15 @@ def test_image_document_leaves_out_what_the_worker_does_not_have() -> None:
 # --- data files name only mapped fields -------------------------------------------------------
 
 # Keys whose value is a document field, in ingest processors, transforms and Kibana saved objects.
-FIELD_KEYS = {"field", "target_field", "copy_from", "input_field", "output_field", "sourceField", "timeFieldName"}
+FIELD_KEYS = {"field", "target_field", "copy_from", "input_field", "output_field", "sourceField", "secondaryFields",
+              "timeFieldName"}
 # Fields read or written in painless (ingest: ctx.name, ctx?.name; search: doc['name']).
 SCRIPT_FIELD = re.compile(r"\bctx\??\.(\w+)|\bdoc\['(\w+)'\]")
 MAPPINGS = {
     schema.IMAGES_ALIAS: set(schema.model_properties(ElasticsearchImage)),
     schema.DUPLICATE_GROUPS_INDEX: set(schema.model_properties(DuplicateGroup)),
     schema.FAILURES_INDEX: set(schema.model_properties(IngestFailure)),
+    schema.DUPLICATE_COPIES_ALIAS: set(schema.model_properties(DuplicateCopy)),
 }
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+import functools
 import sys
+from contextlib import nullcontext
+from dataclasses import asdict
 
 import click
 
-from deeplens.connectors.cli.common import backend_option, console, echo_json, human_size, progress, query_backend
+from deeplens.connectors import publish as publishing
+from deeplens.connectors.cli.common import (
+    backend_option, console, echo_json, elasticsearch_client, human_size, progress, query_backend,
+)
 from deeplens.connectors.cli.folders import folders_option
 from deeplens.connectors.queries import grouping
 
@@ -15,7 +21,26 @@ CSV_COLUMNS = ["group", "kind", "kept", "tier", "uri", "location", "size_bytes",
                "group_wasted_bytes"]
 
 
+def publish_option(command):
+    """--publish, refused where it would publish less than every group: with --folders (which reports
+    folder pairs instead) and --location (a publish replaces all that Kibana shows)."""
+
+    @functools.wraps(command)
+    def checked(*args, publish: bool, **options):
+        if publish and (options["folders"] or options["locations"]):
+            raise click.UsageError("--publish writes every group for Kibana, replacing what it showed: "
+                                   "leave out --folders and --location")
+        return command(*args, publish=publish, **options)
+
+    return click.option(
+        "--publish", is_flag=True,
+        help="Also write the groups to Elasticsearch (DEEPLENS_ES_URL) for Kibana: one document per copy a "
+             "cleanup would remove, in deeplens-duplicate-copies, replacing the previous publish.",
+    )(checked)
+
+
 @click.command("duplicates")
+@publish_option
 @folders_option
 @click.option("--exact", "mode", flag_value="exact", default=True, help="Byte-identical copies (default).")
 @click.option("--near", "mode", flag_value="near",
@@ -33,7 +58,7 @@ CSV_COLUMNS = ["group", "kind", "kept", "tier", "uri", "location", "size_bytes",
 @click.option("--csv", "as_csv", is_flag=True, help="One row per member, with its group's number.")
 @backend_option
 def duplicates_command(mode, max_distance, max_semantic_distance, include_similar, locations, as_json, as_csv,
-                       backend) -> None:
+                       backend, publish) -> None:
     """Duplicate groups and the bytes they waste (group total minus the kept copy).
 
     Every member carries its tier (exact, near, derived) and the evidence of its match with the
@@ -41,24 +66,36 @@ def duplicates_command(mode, max_distance, max_semantic_distance, include_simila
     verified are listed as unverified, never grouped.
     """
     locations = list(locations) or None
-    with query_backend(backend) as (queries, modules):
-        if mode == "near":
-            if max_semantic_distance > 0 and queries.hash_only():
-                console.print("Hash-only index: near duplicates by pHash (rotations and mirrors included) only; "
-                              "crops, borders and watermarks need the semantic vectors.")
-            with progress() as bar:
-                task = bar.add_task("near-duplicate search", total=None)
-                found = grouping.near_duplicates(queries, modules, max_distance, max_semantic_distance, locations,
-                                                 on_total=lambda t: bar.update(task, total=t),
-                                                 on_done=lambda n: bar.advance(task, n))
-        else:
-            found = grouping.NearDuplicates(grouping.exact_groups(queries, locations))
+    try:
+        with elasticsearch_client() if publish else nullcontext() as es:
+            if es is not None:
+                publishing.check_ready(es)  # before the grouping, which may take long
+            with query_backend(backend) as (queries, modules):
+                if mode == "near":
+                    if max_semantic_distance > 0 and queries.hash_only():
+                        console.print("Hash-only index: near duplicates by pHash (rotations and mirrors included) "
+                                      "only; crops, borders and watermarks need the semantic vectors.")
+                    with progress() as bar:
+                        task = bar.add_task("near-duplicate search", total=None)
+                        found = grouping.near_duplicates(queries, modules, max_distance, max_semantic_distance,
+                                                         locations, on_total=lambda t: bar.update(task, total=t),
+                                                         on_done=lambda n: bar.advance(task, n))
+                else:
+                    found = grouping.NearDuplicates(grouping.exact_groups(queries, locations))
+            published = publishing.publish(es, found.groups) if es is not None else None
+    except publishing.PublishError as exc:
+        raise click.ClickException(str(exc)) from None
+    if published:
+        console.print(f"Published {published.copies} copies ({human_size(published.wasted_bytes)}) to "
+                      f"{published.index}, now behind the alias {published.alias}"
+                      + (f"; deleted {', '.join(published.replaced)}" if published.replaced else "") + ".")
     groups = found.groups
     total = sum(g.wasted_bytes for g in groups)
     if as_json:
         echo_json({"groups": [g.as_json() for g in groups], "total_wasted_bytes": total,
                    **({"unverified": [p.as_json() for p in found.unverified]} if mode == "near" else {}),
-                   **({"similar": [p.as_json() for p in found.similar]} if include_similar else {})})
+                   **({"similar": [p.as_json() for p in found.similar]} if include_similar else {}),
+                   **({"published": asdict(published)} if published else {})})
         return
     if as_csv:
         writer = csv.writer(sys.stdout)
