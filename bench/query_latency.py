@@ -378,8 +378,8 @@ def main() -> None:
 
 def run(args, settings: Settings, env: dict, photos: Path, files: list[Path], sizes: list[int], report: dict) -> None:
     client = connect(settings)
-    backend = WeaviateBackend(client)
     modules_client = ModulesClient(settings.modules_url)
+    backend = WeaviateBackend(client, modules_client)
     pids = stack_pids(settings.data_dir)
     meter_pids = {**pids, "benchmark": os.getpid()}
     report["pids"] = pids

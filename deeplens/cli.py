@@ -10,7 +10,7 @@ import click
 import httpx
 
 from deeplens import __version__, logs
-from deeplens.config import Settings
+from deeplens.config import OLDEST_TESTED_WEAVIATE, WEAVIATE_VERSION, Settings
 from deeplens.modules.profiles import DEFAULT_PROFILE, PROFILES, PROFILES_HELP
 from deeplens.processes import ServiceError
 from deeplens.stack import Stack
@@ -138,13 +138,17 @@ def _get_json(url: str, key: str | None) -> dict | None:
 
 
 @main.command()
+@click.option("--oldest-tested", is_flag=True,
+              help=f"The oldest Weaviate release the tests run ({OLDEST_TESTED_WEAVIATE}) instead of the pinned one.")
 @click.pass_context
-def provision(ctx: click.Context) -> None:
+def provision(ctx: click.Context, oldest_tested: bool) -> None:
     """Find or build the pinned weaviate-server binary and print its path."""
     from deeplens.weaviate_binary import resolve_weaviate_binary
 
+    version = OLDEST_TESTED_WEAVIATE if oldest_tested else WEAVIATE_VERSION
     try:
-        binary = resolve_weaviate_binary(settings_of(ctx), progress=lambda line: click.echo(line, err=True))
+        binary = resolve_weaviate_binary(settings_of(ctx), progress=lambda line: click.echo(line, err=True),
+                                         version=version)
     except WeaviateUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(str(binary))
@@ -191,7 +195,8 @@ def serve_modules(ctx: click.Context, host, port, profile, device, random_weight
     try:
         run_server(host or settings.modules_host, port or settings.modules_port, profile, device, random_weights,
                    settings.cache_dir, clip_checkpoint, config, max_body_mb * 1024 * 1024, torch_threads,
-                   settings.modules_api_key.get_secret_value() if settings.modules_api_key else None)
+                   settings.modules_api_key.get_secret_value() if settings.modules_api_key else None,
+                   json_logs=settings.log_format == "json")
     except WeightsMissing as exc:
         raise click.ClickException(str(exc)) from exc
 

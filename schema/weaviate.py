@@ -1,8 +1,15 @@
 """Weaviate collections generated from the data model, and `schema apply`.
 
 DeepLensImage: every ImageRecord field as a property; named vectors `semantic` (cosine) and
-`phash` (hamming), both computed by Weaviate's multi2vec-clip module from the `thumbnail` blob,
-each pointed at its own prefix of the DeepLens module server with `inferenceUrl`. A hash-only
+`phash` (hamming). Two vector modes, with the same properties and named vectors:
+- `modules`: both computed by Weaviate's multi2vec-clip module from the `thumbnail` blob, each
+  pointed at its own prefix of the DeepLens module server with `inferenceUrl`, so GraphQL
+  nearImage/nearText work for anyone who queries Weaviate directly;
+- `precomputed`: both self-provided (no vectorizer): the scan worker asks the module server and
+  writes them, queries compute theirs. Works on any Weaviate, managed ones included, where
+  multi2vec-clip with a custom inference URL is not offered.
+`auto` picks `modules` when Weaviate has multi2vec-clip enabled and can reach the module server
+(checked by vectorizing one probe image), else `precomputed`, and says why. A hash-only
 collection (`deeplens schema apply --hash-only`) has the `phash` vector alone: no embedding model
 runs while scanning, for exact and pHash near-duplicates at several times the speed, but no
 similarity search. Weaviate cannot store an object without one of its collection's named vectors
@@ -13,11 +20,18 @@ DeepLensLocation: the storage location registry (no vectors).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import uuid
+from dataclasses import dataclass
+from typing import Literal
 
 import weaviate
 import weaviate.classes as wvc
+from PIL import Image
 from pydantic import BaseModel
+from weaviate.exceptions import WeaviateBaseError
 
 from deeplens.schema.models import ImageRecord, SkippedFile, StorageLocation, fields
 from deeplens.schema.types import database_type, unwrap
@@ -30,6 +44,12 @@ PHASH_VECTOR = "phash"
 # What both named vectors are computed from.
 VECTORIZED_FIELDS = fields(ImageRecord, "thumbnail")
 DataType = wvc.config.DataType
+VectorMode = Literal["modules", "precomputed"]
+VECTOR_MODES = ("modules", "precomputed")
+CLIP_MODULE = "multi2vec-clip"  # the Weaviate module that calls the module server in `modules` mode
+DISTANCES = {SEMANTIC_VECTOR: wvc.config.VectorDistances.COSINE,
+             # Hamming on 0/1 floats = number of differing bits; no quantization on 64 dims.
+             PHASH_VECTOR: wvc.config.VectorDistances.HAMMING}
 
 
 class SchemaConflict(RuntimeError):
@@ -54,39 +74,45 @@ def properties_of(model: type[BaseModel]) -> list[wvc.config.Property]:
     return props
 
 
-def image_vectors(modules_url: str, hash_only: bool = False) -> list:
-    modules_url = modules_url.rstrip("/")
-    semantic = wvc.config.Configure.Vectors.multi2vec_clip(
-        name=SEMANTIC_VECTOR,
-        image_fields=VECTORIZED_FIELDS,
-        inference_url=f"{modules_url}/semantic",
-        vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.COSINE),
-    )
-    phash = wvc.config.Configure.Vectors.multi2vec_clip(
-        name=PHASH_VECTOR,
-        image_fields=VECTORIZED_FIELDS,
-        inference_url=f"{modules_url}/phash",
-        # Hamming on 0/1 floats = number of differing bits; no quantization on 64 dims.
-        vector_index_config=wvc.config.Configure.VectorIndex.hnsw(distance_metric=wvc.config.VectorDistances.HAMMING),
-    )
-    return [phash] if hash_only else [semantic, phash]
+def image_vectors(modules_url: str, hash_only: bool = False, mode: VectorMode = "modules") -> list:
+    names = [PHASH_VECTOR] if hash_only else [SEMANTIC_VECTOR, PHASH_VECTOR]
+    vectors = []
+    for name in names:
+        index = wvc.config.Configure.VectorIndex.hnsw(distance_metric=DISTANCES[name])
+        if mode == "precomputed":
+            vectors.append(wvc.config.Configure.Vectors.self_provided(name=name, vector_index_config=index))
+        else:
+            vectors.append(wvc.config.Configure.Vectors.multi2vec_clip(
+                name=name, image_fields=VECTORIZED_FIELDS, inference_url=f"{modules_url.rstrip('/')}/{name}",
+                vector_index_config=index,
+            ))
+    return vectors
 
 
-def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: bool | None = None) -> list[str]:
+def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: bool | None = None,
+                 vectors: Literal["auto", "modules", "precomputed"] = "auto") -> list[str]:
     """Create missing collections, add missing properties; refuse incompatible ones. Returns what changed.
 
     hash_only: None keeps an existing image collection as it is (and creates a full one);
-    True/False asks for that kind and refuses an existing collection of the other kind."""
+    True/False asks for that kind and refuses an existing collection of the other kind.
+    vectors: the vector mode of a new image collection; `auto` keeps an existing one's, and for a new
+    one checks what Weaviate can do. `modules` fails, saying what to change, when Weaviate cannot."""
     changes = []
     wanted = {
-        IMAGE_COLLECTION: (properties_of(ImageRecord), image_vectors(modules_url, bool(hash_only))),
-        LOCATION_COLLECTION: (properties_of(StorageLocation), None),
-        SKIPPED_COLLECTION: (properties_of(SkippedFile), None),
+        IMAGE_COLLECTION: properties_of(ImageRecord),
+        LOCATION_COLLECTION: properties_of(StorageLocation),
+        SKIPPED_COLLECTION: properties_of(SkippedFile),
     }
-    for name, (props, vectors) in wanted.items():
+    for name, props in wanted.items():
         if not client.collections.exists(name):
-            client.collections.create(name, properties=props, vector_config=vectors)
-            changes.append(f"created collection {name}" + (" (hash-only)" if vectors and hash_only else ""))
+            if name == IMAGE_COLLECTION:
+                mode, why = _new_collection_mode(client, modules_url, vectors)
+                client.collections.create(name, properties=props,
+                                          vector_config=image_vectors(modules_url, bool(hash_only), mode))
+                changes.append(f"created collection {name}{' (hash-only)' if hash_only else ''} with {mode} vectors: {why}")
+            else:
+                client.collections.create(name, properties=props)
+                changes.append(f"created collection {name}")
             continue
         collection = client.collections.use(name)
         config = collection.config.get()
@@ -101,14 +127,28 @@ def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: b
                     f"{name}.{prop.name} is {have.data_type.value} in Weaviate but DeepLens writes "
                     f"{prop.dataType.value}. Migrate or delete the collection (this deletes its data)."
                 )
-        if vectors:
-            _check_vectors(name, config, modules_url, hash_only)
+        if name == IMAGE_COLLECTION:
+            _check_vectors(name, config, modules_url, hash_only, vectors)
     return changes
 
 
-def is_hash_only(client: weaviate.WeaviateClient) -> bool:
-    """Whether the image collection was created without the `semantic` vector."""
-    return SEMANTIC_VECTOR not in (client.collections.use(IMAGE_COLLECTION).config.get().vector_config or {})
+@dataclass(frozen=True)
+class ImageVectors:
+    """How the image collection's named vectors are made."""
+
+    hash_only: bool  # no `semantic` vector
+    mode: VectorMode
+
+
+def image_vectors_in_use(client: weaviate.WeaviateClient) -> ImageVectors:
+    return _vectors_of(client.collections.use(IMAGE_COLLECTION).config.get())
+
+
+def _vectors_of(config) -> ImageVectors:
+    have = config.vector_config or {}
+    phash = have.get(PHASH_VECTOR)
+    self_provided = phash is not None and phash.vectorizer.vectorizer == wvc.config.Vectorizers.NONE
+    return ImageVectors(hash_only=SEMANTIC_VECTOR not in have, mode="precomputed" if self_provided else "modules")
 
 
 class NoSemanticVectors(RuntimeError):
@@ -120,26 +160,89 @@ class NoSemanticVectors(RuntimeError):
         )
 
 
-def _check_vectors(name: str, config, modules_url: str, hash_only: bool | None) -> None:
+def _new_collection_mode(client: weaviate.WeaviateClient, modules_url: str, vectors: str) -> tuple[VectorMode, str]:
+    """The mode of a new image collection and why it was chosen."""
+    if vectors == "precomputed":
+        return "precomputed", "asked for"
+    problem = modules_problem(client, modules_url)
+    if problem is None:
+        return "modules", f"Weaviate has {CLIP_MODULE} and reaches the module server"
+    if vectors == "modules":
+        raise SchemaConflict(f"{problem}\nOr run `deeplens schema apply --vectors precomputed`: the scan then "
+                             "writes both vectors itself, on any Weaviate.")
+    return "precomputed", problem
+
+
+def modules_problem(client: weaviate.WeaviateClient, modules_url: str) -> str | None:
+    """None when Weaviate can compute the vectors by calling the module server at modules_url (its
+    GET /v1/meta lists multi2vec-clip, and a probe collection vectorizes one image through it);
+    else what is wrong and what to change."""
+    url = f"{modules_url.rstrip('/')}/{SEMANTIC_VECTOR}"
+    enabled = sorted(client.get_meta().get("modules") or {})
+    if CLIP_MODULE not in enabled:
+        return (f"Weaviate does not have the {CLIP_MODULE} module enabled (enabled: {', '.join(enabled) or 'none'}). "
+                f"On a self-hosted Weaviate add {CLIP_MODULE} to ENABLE_MODULES (docs/operators.md); a managed "
+                "Weaviate does not offer it with a custom inference URL.")
+    probe = f"DeepLensModuleCheck{uuid.uuid4().hex[:8]}"
+    try:
+        collection = client.collections.create(
+            probe, properties=properties_of(_Probe),
+            vector_config=[wvc.config.Configure.Vectors.multi2vec_clip(
+                name=SEMANTIC_VECTOR, image_fields=VECTORIZED_FIELDS, inference_url=url)],
+        )
+        collection.data.insert({"thumbnail": _probe_image()})
+    except WeaviateBaseError as exc:
+        return (f"Weaviate has {CLIP_MODULE} but could not vectorize an image through the module server at {url}: "
+                f"{_first_line(exc)}\nWeaviate calls that URL itself: set DEEPLENS_MODULES_URL to an address "
+                "Weaviate can reach (127.0.0.1 is Weaviate's own host; in Docker or Kubernetes the module server's "
+                "service name), open the network path, and run the module server without DEEPLENS_MODULES_API_KEY "
+                "(Weaviate cannot send it).")
+    finally:
+        client.collections.delete(probe)
+    return None
+
+
+class _Probe(BaseModel):
+    thumbnail: str | None = None
+
+
+def _probe_image() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (90, 120, 150)).save(buffer, "JPEG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _first_line(exc: Exception) -> str:
+    return (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
+
+
+def _check_vectors(name: str, config, modules_url: str, hash_only: bool | None, vectors: str) -> None:
     modules_url = modules_url.rstrip("/")
     have = config.vector_config or {}
-    if hash_only is not None and (SEMANTIC_VECTOR not in have) != hash_only:
-        kind = "hash-only" if SEMANTIC_VECTOR not in have else "a full collection (semantic + phash)"
+    found = _vectors_of(config)
+    if hash_only is not None and found.hash_only != hash_only:
+        kind = "hash-only" if found.hash_only else "a full collection (semantic + phash)"
         raise SchemaConflict(
             f"{name} exists as {kind}; Weaviate cannot add or drop a named vector on stored objects. "
             "Use another Weaviate, or delete the collection (this deletes its data) and scan again."
         )
-    expected = {PHASH_VECTOR: ("hamming", f"{modules_url}/phash")}
-    if SEMANTIC_VECTOR in have:
-        expected[SEMANTIC_VECTOR] = ("cosine", f"{modules_url}/semantic")
-    for vector, (distance, url) in expected.items():
+    if vectors in VECTOR_MODES and vectors != found.mode:
+        raise SchemaConflict(
+            f"{name} exists with {found.mode} vectors; Weaviate cannot change how a named vector is made. "
+            f"Use --vectors {found.mode} (or auto), or delete the collection (this deletes its data) and scan again."
+        )
+    for vector in [PHASH_VECTOR] if found.hash_only else [SEMANTIC_VECTOR, PHASH_VECTOR]:
         if vector not in have:
             raise SchemaConflict(f"{name} has no named vector '{vector}'; it was created by something else. "
                                  "Use another Weaviate or delete the collection.")
+        distance = DISTANCES[vector].value
         got_distance = have[vector].vector_index_config.distance_metric.value
-        got_url = (have[vector].vectorizer.model or {}).get("inferenceUrl")
         if got_distance != distance:
             raise SchemaConflict(f"{name}.{vector} uses distance {got_distance}, DeepLens needs {distance}.")
+        if found.mode == "precomputed":
+            continue
+        url = f"{modules_url}/{vector}"
+        got_url = (have[vector].vectorizer.model or {}).get("inferenceUrl")
         if got_url != url:
             raise SchemaConflict(
                 f"{name}.{vector} calls the module server at {got_url}, but DEEPLENS_MODULES_URL gives {url}. "

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from weaviate.exceptions import WeaviateQueryError
+from weaviate.exceptions import InsufficientPermissionsError, WeaviateQueryError
 
 from deeplens.config import Settings
 from deeplens.connectors import registry, storage
@@ -42,12 +42,18 @@ def weaviate_database(apply: bool = True):
         raise click.ClickException(str(exc)) from None
     try:
         if apply:
-            apply_schema(client, current.modules_url)
+            for change in apply_schema(client, current.modules_url):
+                click.echo(change, err=True)  # first use: which vector mode was chosen, and why
         yield client
     except EXPLAINED as exc:
         raise click.ClickException(str(exc)) from None
     except WeaviateQueryError as exc:  # Weaviate relays module errors, e.g. text on the offline profile
         raise click.ClickException(f"Weaviate could not answer: {exc.message}") from None
+    except InsufficientPermissionsError as exc:  # Weaviate's RBAC: the key is valid, its roles too narrow
+        raise click.ClickException(
+            f"Weaviate at {current.weaviate_url} refused: {exc.message.strip()}\nGive DeepLens's user a role with "
+            "collection and data permissions on DeepLens* (docs/operators.md, Authorization)."
+        ) from None
     finally:
         client.close()
 
@@ -97,7 +103,7 @@ def query_backend(name: str) -> Iterator[tuple[Backend, ModulesClient]]:
             from deeplens.connectors.queries.weaviate import WeaviateBackend
 
             with weaviate_database() as client:
-                yield WeaviateBackend(client), modules
+                yield WeaviateBackend(client, modules), modules
 
 
 def progress() -> Progress:

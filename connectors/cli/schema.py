@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from deeplens.connectors.cli.common import settings, weaviate_database
-from deeplens.schema.weaviate import SchemaConflict, apply_schema
+from deeplens.schema.weaviate import VECTOR_MODES, SchemaConflict, apply_schema
 
 
 @click.group("schema")
@@ -17,15 +17,20 @@ def schema_group() -> None:
 @click.option("--hash-only", is_flag=True,
               help="Create the image collection with the pHash vector alone: scans run no embedding model "
                    "(several times faster), for exact and pHash near-duplicates; no similarity search.")
-def schema_apply(hash_only: bool) -> None:
+@click.option("--vectors", type=click.Choice(["auto", *VECTOR_MODES]), default="auto", show_default=True,
+              help="How a new image collection gets its vectors. modules: Weaviate calls the module server "
+                   "(GraphQL nearImage/nearText work for anyone); precomputed: the scan writes them (any Weaviate, "
+                   "managed ones included); auto: modules when Weaviate has multi2vec-clip and reaches the module "
+                   "server, else precomputed, saying why.")
+def schema_apply(hash_only: bool, vectors: str) -> None:
     """Create or update the collections; idempotent; refuses incompatible existing ones.
 
-    Other commands create the full collection (semantic + phash vectors) when none exists; run
-    `deeplens schema apply --hash-only` before the first scan for a hash-only one.
+    Other commands create the full collection (semantic + phash vectors, --vectors auto) when none
+    exists; run `deeplens schema apply` with --hash-only or --vectors before the first scan to choose.
     """
     with weaviate_database(apply=False) as client:
         try:
-            changes = apply_schema(client, settings().modules_url, hash_only=True if hash_only else None)
+            changes = apply_schema(client, settings().modules_url, hash_only=True if hash_only else None, vectors=vectors)
         except SchemaConflict as exc:
             raise click.ClickException(str(exc)) from None
     click.echo("\n".join(changes) if changes else "Schema is up to date.")

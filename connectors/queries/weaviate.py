@@ -1,20 +1,25 @@
 """The query backend on Weaviate: Hamming nearVector on the `phash` named vector, cosine
-nearObject/nearImage/nearText on `semantic` (Weaviate calls the module server for query images and
-texts), a cursor for exports and counts."""
+nearObject/nearImage/nearText on `semantic` (in a `modules` collection Weaviate calls the module
+server for query images and texts; in a `precomputed` one the query image's embedding comes from
+the module server's /v1/features and is sent as nearVector), a cursor for exports and counts."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import cached_property
 
 import weaviate
 from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, MetadataQuery, Metrics
-from weaviate.exceptions import WeaviateQueryError
 
-from deeplens.connectors.queries.backend import MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, Indexed
+from deeplens.connectors.modules_client import ModulesClient
+from deeplens.connectors.queries.backend import (
+    MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, Indexed, NotAnswered,
+)
 from deeplens.modules.phash import hex_to_vector
-from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, NoSemanticVectors, is_hash_only
+from deeplens.schema.weaviate import (
+    IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, ImageVectors, NoSemanticVectors, image_vectors_in_use,
+)
 
 SHAS_PER_QUERY = 100  # content hashes (or ids) per query of exact_copies (and thumbnails)
 
@@ -22,12 +27,17 @@ SHAS_PER_QUERY = 100  # content hashes (or ids) per query of exact_copies (and t
 class WeaviateBackend:
     name = "weaviate"
 
-    def __init__(self, client: weaviate.WeaviateClient):
+    def __init__(self, client: weaviate.WeaviateClient, modules: ModulesClient):
         self.client = client
+        self.modules = modules  # embeds query images for a precomputed collection
         self.collection = client.collections.use(IMAGE_COLLECTION)
 
+    @cached_property
+    def vectors(self) -> ImageVectors:
+        return image_vectors_in_use(self.client)
+
     def hash_only(self) -> bool:
-        return is_hash_only(self.client)
+        return self.vectors.hash_only
 
     def images(self, locations: list[str] | None) -> Iterator[tuple[str, dict]]:
         # Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS.
@@ -92,20 +102,23 @@ class WeaviateBackend:
         return found
 
     def similar_to_image(self, thumbnail: str, limit: int, locations: list[str] | None) -> list[Hit]:
-        with self._semantic_needed("search --image (similar images)"):
-            response = self.collection.query.near_image(
-                near_image=thumbnail, target_vector=SEMANTIC_VECTOR, limit=limit, filters=_location_filter(locations),
-                return_metadata=MetadataQuery(distance=True), return_properties=RESULT_FIELDS,
-            )
-        return _hits(response)
+        if self.hash_only():
+            raise NoSemanticVectors("search --image (similar images)")
+        query = _semantic_query(limit, locations)
+        if self.vectors.mode == "precomputed":
+            embedding = self.modules.features_of(thumbnail, ["semantic"]).semantic
+            return _hits(self.collection.query.near_vector(near_vector=embedding, **query))
+        return _hits(self.collection.query.near_image(near_image=thumbnail, **query))
 
     def similar_to_text(self, text: str, limit: int, locations: list[str] | None) -> list[Hit]:
-        with self._semantic_needed("search --text"):
-            response = self.collection.query.near_text(
-                query=text, target_vector=SEMANTIC_VECTOR, limit=limit, filters=_location_filter(locations),
-                return_metadata=MetadataQuery(distance=True), return_properties=RESULT_FIELDS,
+        if self.hash_only():
+            raise NoSemanticVectors("search --text")
+        if self.vectors.mode == "precomputed":
+            raise NotAnswered(
+                f"search --text needs Weaviate's {IMAGE_COLLECTION} in modules mode (Weaviate embeds the text "
+                "through the module server); this collection has precomputed vectors. Search by --image instead."
             )
-        return _hits(response)
+        return _hits(self.collection.query.near_text(query=text, **_semantic_query(limit, locations)))
 
     def location_totals(self) -> dict[str, tuple[int, int]]:
         per_location = self.collection.aggregate.over_all(
@@ -115,16 +128,10 @@ class WeaviateBackend:
         )
         return {g.grouped_by.value: (g.total_count, g.properties["size_bytes"].sum_ or 0) for g in per_location.groups}
 
-    @contextmanager
-    def _semantic_needed(self, what: str) -> Iterator[None]:
-        """A failed query on a hash-only collection becomes the error that says why; the collection's
-        kind is looked up only then, not on every search."""
-        try:
-            yield
-        except WeaviateQueryError:
-            if self.hash_only():
-                raise NoSemanticVectors(what) from None
-            raise
+
+def _semantic_query(limit: int, locations: list[str] | None) -> dict:
+    return dict(target_vector=SEMANTIC_VECTOR, limit=limit, filters=_location_filter(locations),
+                return_metadata=MetadataQuery(distance=True), return_properties=RESULT_FIELDS)
 
 
 def _location_filter(locations: list[str] | None):
