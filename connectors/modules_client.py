@@ -78,6 +78,21 @@ class ModulesClient:
         response = retry(lambda: self._http.post("/v1/verify", json=body).raise_for_status(), what="module server")
         return [FeatureError(f"module server: {r['error']}") if "error" in r else r for r in response.json()["results"]]
 
+    def embed_text(self, text: str) -> list[float]:
+        """The semantic embedding of a text (POST /semantic/vectorize, the route Weaviate's
+        multi2vec-clip module calls): how a precomputed collection is searched by text. A profile
+        without a text tower refuses it; the FeatureError carries the server's message and fix."""
+        try:
+            response = retry(lambda: self._http.post("/semantic/vectorize", json={"texts": [text]}).raise_for_status(),
+                             what="module server")
+        except httpx.HTTPStatusError as exc:  # a 4xx (retry gives those up at once): the server says why
+            try:
+                reason = exc.response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                reason = f"HTTP {exc.response.status_code}"
+            raise FeatureError(f"module server: {reason}") from None
+        return response.json()["textVectors"][0]
+
     def features_of(self, thumbnail: str, wanted: Iterable[Feature]) -> Features:
         [result] = self.features([thumbnail], wanted)
         if isinstance(result, FeatureError):

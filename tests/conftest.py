@@ -38,10 +38,10 @@ class WeaviateEndpoint:
 
 
 @contextmanager
-def running_modules_server(run_dir: Path, *extra_args: str) -> Iterator[str]:
-    """A real module server process (offline profile, the real shipped MobileNetV2 weights)."""
+def running_modules_server(run_dir: Path, *extra_args: str, profile: str = "offline") -> Iterator[str]:
+    """A real module server process (by default the offline profile, the real shipped MobileNetV2 weights)."""
     port = free_port()
-    service = modules_service(run_dir, "127.0.0.1", port, "offline", Settings().cache_dir, extra_args)
+    service = modules_service(run_dir, "127.0.0.1", port, profile, Settings().cache_dir, extra_args)
     service.start()
     try:
         service.wait_ready(MODULES_START_TIMEOUT)

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 import weaviate
 from cryptography import x509
@@ -31,7 +33,7 @@ from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIP
 from deeplens.stack import WEAVIATE_START_TIMEOUT, WeaviatePorts, weaviate_service
 from deeplens.weaviate_binary import resolve_weaviate_binary
 from tests.cli import run, run_json, weaviate_client
-from tests.conftest import WeaviateEndpoint
+from tests.conftest import WeaviateEndpoint, running_modules_server
 
 pytestmark = pytest.mark.weaviate
 
@@ -252,8 +254,34 @@ def test_precomputed_on_a_weaviate_without_modules_answers_like_modules_mode(env
     precomputed = answers(existing_env, photos, "precomputed")
     assert with_modules["scan"][0]["new"] >= 10 and with_modules["near"]["groups"], with_modules
     assert_same(precomputed, with_modules)
+    # The offline profile has no text tower: the module server's refusal and fix, as in modules mode.
     text = run(existing_env, "search", "--text", "a cup of coffee", ok=False)
-    assert text.exit_code == 1 and "modules mode" in text.output
+    assert text.exit_code == 1 and "text search needs the clip profile" in text.output
+
+
+def test_text_search_on_a_precomputed_collection_embeds_the_text_on_the_module_server(existing, existing_env, tmp_path):
+    """With a text profile (clip; random weights: this checks the plumbing, not the ranking) the
+    query text is embedded by the module server and sent as nearVector: each hit's distance is
+    the cosine distance between the server's text vector and the object's stored vector."""
+    with running_modules_server(tmp_path / "clip", "--random-weights", profile="clip") as clip_url:
+        env = {**existing_env, "DEEPLENS_MODULES_URL": clip_url}
+        photos = write_demo_locations(tmp_path / "photos")
+        run(env, "schema", "apply", "--vectors", "precomputed")
+        run(env, "storage", "add", "archive", str(photos["archive"]))
+        run(env, "scan", "archive")
+        hits = run_json(env, "search", "--text", "a cup of coffee", "--limit", "3")["hits"]
+        text_vector = np.array(httpx.post(f"{clip_url}/semantic/vectorize",
+                                          json={"texts": ["a cup of coffee"]}).json()["textVectors"][0])
+    assert len(hits) == 3 and [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
+    endpoint = existing.endpoint  # plain HTTP beside the HTTPS port
+    stored = httpx.get(f"http://{endpoint.host}:{endpoint.http_port}/v1/objects",
+                       params={"class": IMAGE_COLLECTION, "include": "vector", "limit": 100},
+                       headers={"Authorization": f"Bearer {endpoint.api_key}"}).raise_for_status().json()["objects"]
+    semantic = {o["properties"]["uri"]: np.array(o["vectors"]["semantic"]) for o in stored}
+    for hit in hits:
+        vector = semantic[hit["uri"]]
+        cosine = float(text_vector @ vector / np.linalg.norm(text_vector) / np.linalg.norm(vector))
+        assert hit["distance"] == pytest.approx(1 - cosine, abs=1e-4)
 
 
 def test_a_role_on_the_deeplens_collections_is_all_deeplens_needs(modules_url, tmp_path):

@@ -1,7 +1,8 @@
 """The query backend on Weaviate: Hamming nearVector on the `phash` named vector, cosine
 nearObject/nearImage/nearText on `semantic` (in a `modules` collection Weaviate calls the module
-server for query images and texts; in a `precomputed` one the query image's embedding comes from
-the module server's /v1/features and is sent as nearVector), a cursor for exports and counts."""
+server for query images and texts; in a `precomputed` one the query's embedding comes from the
+module server, /v1/features for an image and /semantic/vectorize for a text, and is sent as
+nearVector), a cursor for exports and counts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import weaviate
 from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, MetadataQuery, Metrics
 
-from deeplens.connectors.modules_client import ModulesClient
+from deeplens.connectors.modules_client import FeatureError, ModulesClient
 from deeplens.connectors.queries.backend import (
     MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, Indexed, NotAnswered,
 )
@@ -114,10 +115,11 @@ class WeaviateBackend:
         if self.hash_only():
             raise NoSemanticVectors("search --text")
         if self.vectors.mode == "precomputed":
-            raise NotAnswered(
-                f"search --text needs Weaviate's {IMAGE_COLLECTION} in modules mode (Weaviate embeds the text "
-                "through the module server); this collection has precomputed vectors. Search by --image instead."
-            )
+            try:
+                embedding = self.modules.embed_text(text)
+            except FeatureError as exc:
+                raise NotAnswered(str(exc)) from None
+            return _hits(self.collection.query.near_vector(near_vector=embedding, **_semantic_query(limit, locations)))
         return _hits(self.collection.query.near_text(query=text, **_semantic_query(limit, locations)))
 
     def location_totals(self) -> dict[str, tuple[int, int]]:
