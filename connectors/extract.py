@@ -1,5 +1,6 @@
 """What a scan reads out of one file's bytes: hash, EXIF facts, size, and the thumbnail that
-Weaviate's modules vectorize. The bytes are read once; decoding is the module server's hostile-input code."""
+Weaviate's modules vectorize. The bytes are read once; decoding is the module server's hostile-input code.
+`read_exif` is the one EXIF reader (the cleanup plan ranks copies by it too)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from datetime import datetime, timezone
 
 from PIL import Image
 
-from deeplens.modules.images import DEFAULT_MAX_PIXELS, open_image, trim_borders
+from deeplens.modules.images import DEFAULT_MAX_PIXELS, EXIF_ORIENTATION, open_image, trim_borders
 
 THUMBNAIL_SIZE = 256
 THUMBNAIL_QUALITY = 90
@@ -39,7 +40,7 @@ class ImageFacts:
 def extract(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
     """Raises modules.images.BadImage for anything that is not a usable image."""
     decoded = open_image(data, max_pixels, draft_to=THUMBNAIL_SIZE, fit=True)
-    taken_at, camera = _exif_facts(data)
+    exif = read_exif(data)
     thumb = decoded.image
     thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     out = io.BytesIO()
@@ -49,8 +50,8 @@ def extract(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
         width=decoded.width,
         height=decoded.height,
         format=decoded.format,
-        taken_at=taken_at,
-        camera=camera,
+        taken_at=exif.taken_at,
+        camera=exif.camera,
         thumbnail=base64.b64encode(out.getvalue()).decode(),
         has_border=_has_border(thumb),
     )
@@ -61,14 +62,24 @@ def _has_border(thumb: Image.Image) -> bool:
     return content.width * content.height < (1 - BORDER_MIN_SHARE) * thumb.width * thumb.height
 
 
-def _exif_facts(data: bytes) -> tuple[datetime | None, str | None]:
+@dataclass(frozen=True)
+class Exif:
+    taken_at: datetime | None = None
+    camera: str | None = None
+    fields: int | None = None  # tags in IFD0 and the Exif IFD; None when the block cannot be read
+    orientation: int | None = None  # the Orientation tag (1-8) when the file carries a valid one
+
+
+def read_exif(data: bytes) -> Exif:
+    """The EXIF facts of an image's bytes; an unreadable block gives Exif() (all unknown)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exif = Image.open(io.BytesIO(data)).getexif()
-            stamp = exif.get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
-    except Exception:  # EXIF is a bonus: a broken block must not cost the image
-        return None, None
+            sub_ifd = exif.get_ifd(EXIF_IFD)
+    except Exception:  # noqa: BLE001 - EXIF is a bonus: a broken block must not cost the image
+        return Exif()
+    stamp = sub_ifd.get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
     taken_at = None
     if isinstance(stamp, str):
         try:
@@ -77,5 +88,10 @@ def _exif_facts(data: bytes) -> tuple[datetime | None, str | None]:
         except ValueError:
             pass
     parts = [str(exif.get(tag, "")).strip("\0 ") for tag in (EXIF_MAKE, EXIF_MODEL)]
-    camera = " ".join(part for part in parts if part) or None
-    return taken_at, camera
+    orientation = exif.get(EXIF_ORIENTATION)
+    return Exif(
+        taken_at=taken_at,
+        camera=" ".join(part for part in parts if part) or None,
+        fields=len(exif) + len(sub_ifd),
+        orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None,
+    )

@@ -5,6 +5,7 @@ reclaimable bytes. Remote protocols: tests/test_cleanup_remote.py."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from deeplens.connectors.cleanup import keep
 from deeplens.samples import TRANSFORMS, jpeg_bytes, synthetic_image
@@ -123,7 +125,7 @@ def test_plan_apply_undo_round_trip_on_local_files(env, library, tmp_path):
     applied = run_json(env, "apply", str(plan_file), "--yes")
     assert (applied["done"], applied["skipped"], applied["failed"]) == (4, [], [])
     assert applied["bytes_reclaimed"] == facts["bytes"]
-    assert sorted(snapshot(backup)) == sorted([f"{QUARANTINE}/{plan['id']}/journal.jsonl", "unique.jpg"] + [
+    assert sorted(snapshot(backup)) == sorted([f"{QUARANTINE}/{plan['id']}.jsonl", "unique.jpg"] + [
         f"{QUARANTINE}/{plan['id']}/{a['path']}" for a in acted.values()])
     journal = Path(applied["journal"])
     assert journal.parent == Path(env["DEEPLENS_DATA_DIR"]) / "journals"
@@ -288,6 +290,15 @@ def test_hardlink_exact_copies_and_undo_makes_them_independent_again(env, librar
     assert run_json(env, "apply", str(plan_file), "--yes")["done"] == 3
     for seed in range(3):
         assert os.path.samefile(photos / "2021" / f"img{seed}.jpg", backup / "old" / f"img{seed} copy.jpg")
+    # Both paths of a hard link stay indexed, and rescans leave them be: each path is its own record.
+    groups = run_json(env, "duplicates", "--exact")["groups"]
+    assert sorted(len(g["members"]) for g in groups) == [2, 2, 2]
+    for _ in range(2):
+        [photos_scan, backup_scan] = run_json(env, "scan", "--all")
+        assert [(s["new"], s["changed"], s["deleted"]) for s in (photos_scan, backup_scan)] == [(0, 0, 0)] * 2
+    # A hard link takes no bytes of its own: planning again leaves it out, with the reason.
+    _, again = plan_of(env, tmp_path, "--tiers", "exact")
+    assert again["groups"] == [] and sum("(a hard link)" in e["reason"] for e in again["left_out"]) == 3
     assert run_json(env, "undo", plan["id"])["restored"] == 3
     assert {k: v for k, v in snapshot(backup).items() if not k.startswith(QUARANTINE)} == before
     for path, mtime in mtimes.items():
@@ -319,3 +330,138 @@ def test_on_the_demo_photos_the_plan_keeps_the_originals_and_folders_and_stats_a
               and p["b"]["folder"].endswith("/same")]
     assert (pair["shared"], pair["unique_a"], pair["unique_b"], pair["overlap"]) == (3, 7, 0, 0.3)
     assert pair["reclaimable_bytes"] == sum(p.stat().st_size for p in (folders["exports"] / "same").iterdir())
+
+
+# ------------------------------------------------------------------------ plan --quarantine URL
+
+
+def test_quarantine_url_inside_a_location_is_excluded_never_overwrites_and_undo_restores(env, library, tmp_path):
+    photos, backup = library
+    scanned(env, ("photos", photos), ("backup", backup))
+    before = snapshot(backup)
+    trash = backup / "trash"
+    plan_file, plan = plan_of(env, tmp_path, "--tiers", "exact", "--quarantine", str(trash))
+    assert plan["quarantine"] == str(trash)
+    folder = trash / plan["id"] / "backup"
+    first = plan["groups"][0]["actions"][0]["path"]
+    write(folder / first, b"someone else's file")  # already there: that action is skipped, nothing overwritten
+
+    applied = run_json(env, "apply", str(plan_file), "--yes")
+    assert applied["done"] == 2 and [s["uri"] for s in applied["skipped"]] == [uri(backup / first)], applied
+    assert "never overwrites" in applied["skipped"][0]["reason"]
+    assert (folder / first).read_bytes() == b"someone else's file" and (backup / first).exists()
+    moved = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg"))
+    assert moved == sorted(a["path"] for g in plan["groups"] for a in g["actions"])
+    beside = (trash / plan["id"] / "backup.jsonl").read_text()  # the journal's copy, beside the folder
+    assert beside.count('"event": "done"') == 2
+    assert not (backup / QUARANTINE / plan["id"]).exists()
+    # Scans skip it like the default quarantine: the moved copies are not indexed again.
+    [location] = [loc for loc in run_json(env, "storage", "list") if loc["name"] == "backup"]
+    assert "trash/**" in location["exclude"]
+    assert len(run_json(env, "duplicates", "--exact")["groups"]) == 1
+    [rescan] = run_json(env, "scan", "backup")
+    assert (rescan["new"], rescan["deleted"]) == (0, 0)
+
+    (folder / first).unlink()  # the blocker goes; undo restores what was moved, from the chosen quarantine
+    undone = run_json(env, "undo", plan["id"])
+    assert (undone["restored"], undone["skipped"], undone["failed"]) == (2, [], []), undone
+    assert {k: v for k, v in snapshot(backup).items() if not k.startswith(("trash/", QUARANTINE))} == before
+    assert len(run_json(env, "duplicates", "--exact")["groups"]) == 3
+
+
+def test_quarantine_url_outside_the_storage_or_in_a_reference_location_is_refused(env, library, tmp_path):
+    photos, backup = library
+    scanned(env, ("photos", photos), ("backup", backup), reference="photos")
+    for url, message in [
+        ("s3://bucket/trash", "not on the storage of location 'backup'"),
+        ("sftp://127.0.0.1/trash", "not on the storage of location 'backup'"),
+        (str(photos / "trash"), "lies in reference location 'photos'"),
+        (str(backup), "is the root of location 'backup'"),
+    ]:
+        refused = run(env, "plan", "--out", str(tmp_path / "plan.json"), "--tiers", "exact", "--quarantine", url,
+                      ok=False)
+        assert refused.exit_code == 1 and message in refused.output, (url, refused.output)
+        assert "choose" in refused.output, "the message names the fix"
+    # An edited plan that names such a quarantine is refused before any action.
+    plan_file, plan = plan_of(env, tmp_path, "--tiers", "exact")
+    before = snapshot(backup)
+    plan_file.write_text(json.dumps({**plan, "quarantine": "s3://bucket/trash"}))
+    refused = run(env, "apply", str(plan_file), "--yes", ok=False)
+    assert "not on the storage of location 'backup'" in refused.output and snapshot(backup) == before
+
+
+# ----------------------------------------------------------------- EXIF orientation and keep rules
+
+
+def tagged_jpeg(picture, orientation: int | None, **tags) -> bytes:
+    """A JPEG of `picture`'s pixels as stored, with an EXIF Orientation tag (and other tags) as given."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    for tag, value in tags.items():
+        exif[{"make": 0x010F, "model": 0x0110}[tag]] = value
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=92, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def facts_of(path: Path):
+    from deeplens.connectors.cleanup.files import Facts, Place
+    from deeplens.schema.models import StorageLocation
+
+    return Facts.read(Place.open(StorageLocation(name="here", url=str(path.parent))), path.name)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_stored_pixels_hash_undoes_each_exif_orientation(tmp_path, orientation):
+    from PIL import ImageOps
+
+    from deeplens.connectors.extract import read_exif
+    from deeplens.modules.phash import dihedral_hashes, hamming
+
+    picture = synthetic_image(4, (96, 72))
+    data = tagged_jpeg(picture, orientation, make="Camera Co", model="X1")
+    exif = read_exif(data)
+    assert (exif.orientation, exif.camera, exif.fields) == (orientation, "Camera Co X1", 3)
+    facts = facts_of(write(tmp_path / "photo.jpg", data))
+    stored = dihedral_hashes(picture)["identity"]
+    shown = dihedral_hashes(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))["identity"]
+    assert hamming(facts.stored_phash, stored) <= 3 and hamming(facts.shown_phash, shown) <= 3
+
+
+def test_copies_turned_against_their_exif_orientation_are_told_apart(tmp_path):
+    from deeplens.connectors.cleanup.plan import turned_against_exif
+
+    picture = synthetic_image(5, (96, 72))
+    upright = picture.transpose(Image.Transpose.ROTATE_270)  # what Orientation 6 shows
+    files = {
+        "camera": tagged_jpeg(picture, 6),  # a phone photo: pixels as the sensor saw them, tag 6
+        "lost": tagged_jpeg(picture, None),  # an export that dropped the tag: shown on its side
+        "twice": tagged_jpeg(upright, 6),  # pixels turned upright but the tag kept: turned twice
+        "baked": tagged_jpeg(upright, 1),  # turned upright and the tag reset: shown like the camera's
+    }
+    facts = {name: facts_of(write(tmp_path / f"{name}.jpg", data)) for name, data in files.items()}
+    assert turned_against_exif(facts) == {"lost", "twice"}
+    assert turned_against_exif({k: facts[k] for k in ("lost", "baked")}) == set(), "no tagged copy: no judgement"
+    # Orientation 3 (180 degrees) is its own inverse: a copy turned twice and its source each look
+    # turned against the other, so neither is a reference and the other rules decide.
+    turned = picture.transpose(Image.Transpose.ROTATE_180)
+    assert turned_against_exif({"camera": facts_of(write(tmp_path / "c3.jpg", tagged_jpeg(picture, 3))),
+                                "twice": facts_of(write(tmp_path / "t3.jpg", tagged_jpeg(turned, 3)))}) == set()
+
+
+def test_the_plan_keeps_the_camera_original_over_older_copies_turned_against_its_orientation(env, tmp_path):
+    picture = synthetic_image(6, (120, 90))
+    photos, backup = tmp_path / "photos", tmp_path / "backup"
+    write(photos / "phone.jpg", tagged_jpeg(picture, 6, make="Phone", model="P1"))
+    write(backup / "exported.jpg", tagged_jpeg(picture, None, make="Phone", model="P1"), age_s=10 ** 6)
+    write(backup / "rotated.jpg", tagged_jpeg(picture.transpose(Image.Transpose.ROTATE_270), 6, make="Phone",
+                                              model="P1"), age_s=10 ** 6)
+    scanned(env, ("photos", photos), ("backup", backup))
+    _, plan = plan_of(env, tmp_path)
+    [group] = plan["groups"]
+    assert group["keep"]["path"] == "phone.jpg" and group["keep_rule"] == "original", group
+    assert sorted(a["path"] for a in group["actions"]) == ["exported.jpg", "rotated.jpg"]
+    # Without the rule the older copies would win.
+    _, plan = plan_of(env, tmp_path, "--keep", "older,shorter")
+    assert plan["groups"][0]["keep"]["location"] == "backup"

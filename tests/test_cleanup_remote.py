@@ -84,7 +84,7 @@ def test_apply_and_undo_round_trip_byte_for_byte(env, server_fixture, request, t
     assert sorted(snapshot(fs, root)) == [f"photos/img{s}.jpg" for s in range(3)]
     for s in range(3):
         assert fs.cat_file(f"{quarantine}/backup/2024/img{s} kopie ü.jpg") == before[f"photos/img{s}.jpg"]
-    beside = fs.cat_file(f"{quarantine}/journal.jsonl").decode()
+    beside = fs.cat_file(f"{quarantine}.jsonl").decode()
     assert beside.count('"event": "done"') == 3
     secret = next(iter(server.credentials.values()))
     for text in (plan_file.read_text(), Path(applied["journal"]).read_text(), beside):
@@ -134,3 +134,32 @@ def test_kill_9_during_apply_then_apply_again_then_undo_restores_everything(env,
     assert snapshot(fs, root) == before
     # Only folder markers may stay behind (SeaweedFS keeps directories): no file is left in the quarantine.
     assert [p for p in fs.find(f"{root}/{QUARANTINE}/{plan['id']}/backup") if p.endswith(".jpg")] == []
+
+
+def test_quarantine_url_on_the_same_s3_store_round_trips_and_other_storage_is_refused(env, s3_server, tmp_path):
+    url, fs, root = remote(s3_server, "cleanup-custom-q")
+    upload(fs, root, library(2))
+    before = snapshot(fs, root)
+    env = add(env, s3_server, "remote", url)
+    run(env, "scan", "remote")
+    plan_file = tmp_path / "plan.json"
+    refused = run(env, "plan", "--out", str(plan_file), "--tiers", "exact", "--quarantine", str(tmp_path / "trash"),
+                  ok=False)
+    assert "not on the storage of location 'remote'" in refused.output and not plan_file.exists()
+
+    trash_url, _, trash = remote(s3_server, "trash-of-cleanup-custom-q")  # beside the location, on the same store
+    run(env, "plan", "--out", str(plan_file), "--tiers", "exact", "--keep", "shorter", "--quarantine", trash_url)
+    plan = json.loads(plan_file.read_text())
+    applied = run_json(env, "apply", str(plan_file), "--yes")
+    assert (applied["done"], applied["skipped"], applied["failed"]) == (2, [], []), applied
+    folder = f"{trash}/{plan['id']}/remote"
+    for s in range(2):
+        assert fs.cat_file(f"{folder}/backup/2024/img{s} kopie ü.jpg") == before[f"photos/img{s}.jpg"]
+    assert sorted(snapshot(fs, root)) == ["photos/img0.jpg", "photos/img1.jpg"]
+    beside = fs.cat_file(f"{folder}.jsonl").decode()
+    assert beside.count('"event": "done"') == 2 and next(iter(s3_server.credentials.values())) not in beside
+
+    undone = run_json(env, "undo", plan["id"])
+    assert (undone["restored"], undone["skipped"], undone["failed"]) == (2, [], []), undone
+    assert snapshot(fs, root) == before
+    assert [p for p in fs.find(folder) if p.endswith(".jpg")] == []

@@ -5,7 +5,8 @@ the last ties so the choice is stable. The default is chosen so that the source 
 
   reference  a copy in a reference location (`storage add --reference`), whose files are never touched
   original   a copy that others are derived from over a derived one (tier "derived": a crop, border,
-             watermark or small rotation of the kept copy)
+             watermark or small rotation of the kept copy; or pixels turned against the copy's EXIF
+             orientation, see plan.turned_against_exif)
   pixels     more pixels
   lossless   a lossless format (PNG, TIFF, BMP, GIF) over a lossy one (JPEG, ...)
   older      the older modification time: a copy is made after its source
@@ -17,7 +18,8 @@ A fact that is not known for a copy (grouping knows the indexed modification tim
 the plan reads both from the storage) never decides against it: unknown facts rank as equal. Grouping calls
 `member_key` with its members alone; the plan adds the facts it read (`Candidate.facts`).
 
-This module imports nothing of DeepLens: queries/grouping.py calls it for the order of members.
+This module imports only storage/sniffing.py (a leaf) of DeepLens: queries/grouping.py calls it
+for the order of members.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from deeplens.connectors.storage.sniffing import extension
 
 DEFAULT_RULES = ("reference", "original", "pixels", "lossless", "older", "exif", "larger", "shorter")
 LOSSLESS = frozenset({"png", "tif", "tiff", "bmp", "gif"})
@@ -46,6 +50,7 @@ class Candidate:
     preferred: int | None = None  # index in --prefer-location; lower is preferred
     modified_at: datetime | None = None
     exif_fields: int | None = None
+    turned: bool = False  # pixels turned against the EXIF orientation (known to the plan only)
 
     @classmethod
     def of(cls, member: Any, **facts: Any) -> Candidate:
@@ -57,7 +62,7 @@ class Candidate:
             "tier": getattr(member, "tier", ""),
             "has_border": getattr(member, "has_border", False),
             "modified_at": getattr(member, "modified_at", None),
-            "format": member.uri.rsplit("/", 1)[-1].rpartition(".")[2].lower() or None,
+            "format": extension(member.uri) or None,
         }
         return cls(**(values | facts))
 
@@ -76,8 +81,8 @@ def _lossless(candidate: Candidate) -> int:
 # name -> (what it prefers, sort key: smaller is kept)
 RULES: dict[str, tuple[str, Callable[[Candidate], Any]]] = {
     "reference": ("a copy in a reference location", lambda c: 0 if c.reference else 1),
-    "original": ("not a derived copy (crop, border, watermark, small rotation)",
-                 lambda c: 1 if c.tier == "derived" or c.has_border else 0),
+    "original": ("not a derived copy (crop, border, watermark, small rotation, turned against its EXIF orientation)",
+                 lambda c: 1 if c.tier == "derived" or c.has_border or c.turned else 0),
     "pixels": ("more pixels", lambda c: -c.pixels),
     "lossless": ("a lossless format over a lossy one", _lossless),
     "older": ("the older modification time",

@@ -23,9 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from deeplens.connectors import storage
 from deeplens.connectors.cleanup import keep
-from deeplens.connectors.cleanup.files import Facts, Place, Refused, plan_path
-from deeplens.connectors.queries.grouping import TIERS, Group, Member
+from deeplens.connectors.cleanup.files import (
+    BadQuarantine,
+    Facts,
+    Place,
+    Refused,
+    plan_path,
+    quarantine_excludes,
+    quarantine_of,
+)
+from deeplens.connectors.queries.grouping import DEFAULT_MAX_DISTANCE, TIERS, Group, Member
 from deeplens.connectors.storage.errors import safe_url
+from deeplens.modules.phash import hamming
 from deeplens.schema.models import StorageLocation, utcnow
 
 PLAN_VERSION = 1
@@ -99,6 +108,8 @@ class Plan(BaseModel):
     tiers: list[Literal["exact", "near", "derived"]]
     keep_rules: list[str]
     prefer_locations: list[str] = Field(default_factory=list)
+    quarantine: str | None = Field(default=None, description="where quarantined files go instead of each location's "
+                                   ".deeplens-quarantine/<plan id>/: <quarantine>/<plan id>/<location>/<path>")
     locations: dict[str, PlannedLocation]
     groups: list[PlannedGroup]
     left_out: list[LeftOut] = Field(default_factory=list, description="copies not planned, and why")
@@ -142,6 +153,7 @@ def make_plan(
     action: str = "quarantine",
     rules: Sequence[str] = keep.DEFAULT_RULES,
     prefer_locations: Sequence[str] = (),
+    quarantine: str | None = None,
     workers: int = 8,
     on_total: Callable[[int], None] = lambda total: None,
     on_done: Callable[[int], None] = lambda count: None,
@@ -150,6 +162,9 @@ def make_plan(
     of each group by the keep rules, and plan `action` for every other copy of the chosen tiers."""
     members = [m for group in groups for m in group.members]
     places = {name: Place.open(locations[name]) for name in sorted({m.location for m in members})}
+    plan_id = new_id()
+    if quarantine is not None:
+        _check_quarantine(quarantine, plan_id, locations, places)
     listed = {obj.uri: (name, obj) for name, place in places.items()
               for obj in storage.list_objects(place.fs, place.root, place.location.include,
                                               place.location.exclude, all_files=True)}
@@ -176,8 +191,9 @@ def make_plan(
     with ThreadPoolExecutor(workers) as pool:
         read = dict(zip((m.uuid for m in members), pool.map(facts_of, members)))
 
-    plan = Plan(deeplens_plan=PLAN_VERSION, id=new_id(), created_at=utcnow(), tiers=list(tiers),
+    plan = Plan(deeplens_plan=PLAN_VERSION, id=plan_id, created_at=utcnow(), tiers=list(tiers),
                 keep_rules=list(rules), prefer_locations=list(prefer_locations),
+                quarantine=quarantine,
                 locations={name: PlannedLocation(url=safe_url(p.location.url), reference=p.location.reference)
                            for name, p in places.items()},
                 groups=[])
@@ -186,20 +202,35 @@ def make_plan(
     return plan
 
 
+def _check_quarantine(url: str, plan_id: str, registered: dict[str, StorageLocation],
+                      places: dict[str, Place]) -> None:
+    """BadPlan unless a quarantine at `url` can take the files of every location that may be acted
+    on (any but reference ones), and lies in no reference location: said before anything is read."""
+    try:
+        quarantine_excludes(url, registered)
+        for place in places.values():
+            if not place.location.reference:
+                quarantine_of(place, plan_id, url)
+    except BadQuarantine as exc:
+        raise BadPlan(str(exc)) from None
+
+
 def _plan_group(plan: Plan, group: Group, read: dict, listed: dict, places: dict, action: str,
                 rules: Sequence[str], prefer: list[str]) -> None:
     def left(member: Member, reason: str) -> None:
         plan.left_out.append(LeftOut(uri=member.uri, reason=reason))
 
+    usable = [m for m in group.members if isinstance(read[m.uuid], Facts)]
+    turned = turned_against_exif({m.uuid: read[m.uuid] for m in usable})
+
     def candidate(member: Member) -> keep.Candidate:
         facts = read[member.uuid]
-        return keep.Candidate.of(member, format=facts.format or keep.Candidate.of(member).format,
-                                 reference=places[member.location].location.reference,
+        return keep.Candidate.of(member, reference=places[member.location].location.reference,
                                  preferred=prefer.index(member.location) if member.location in prefer else None,
                                  modified_at=facts.modified_at, exif_fields=facts.exif_fields,
-                                 size_bytes=facts.size_bytes)
+                                 size_bytes=facts.size_bytes, turned=member.uuid in turned,
+                                 **({"format": facts.format} if facts.format else {}))
 
-    usable = [m for m in group.members if isinstance(read[m.uuid], Facts)]
     for member in group.members:
         if not isinstance(read[member.uuid], Facts):
             left(member, read[member.uuid])
@@ -238,6 +269,8 @@ def _plan_group(plan: Plan, group: Group, read: dict, listed: dict, places: dict
             left(member, f"in reference location '{member.location}': never touched")
         elif action == "hardlink" and (tier != "exact" or not _one_local_fs(places, kept, member)):
             left(member, "hardlink needs an exact copy on the same local file system as the kept copy")
+        elif _same_local_file(places, listed, kept, member):
+            left(member, f"the same file as the kept {kept.uri} (a hard link): it takes no bytes of its own")
         elif tier == "derived" and keep.content_key(candidate(member), rules) < keep.content_key(candidate(kept), rules):
             # By what the files hold (pixels, format, age, EXIF, size) this copy comes first: the
             # tier says the two are related, not which one was made from the other.
@@ -248,6 +281,38 @@ def _plan_group(plan: Plan, group: Group, read: dict, listed: dict, places: dict
         plan.groups.append(PlannedGroup(kind=group.kind, keep=PlannedFile(**planned(kept)),
                                         keep_rule=keep.deciding_rule(candidate(kept), candidate(runner_up), rules),
                                         actions=actions))
+
+
+def turned_against_exif(copies: dict[str, Facts]) -> set[str]:
+    """The copies (ids) whose pixels are turned against their EXIF orientation, judged against a
+    copy that carries an Orientation tag (a camera original): they are shown turned from it, and
+    their pixels are either its pixels as stored (the tag was lost: an export that strips EXIF) or
+    its picture as shown (the pixels were turned to show upright, but the tag was kept: shown
+    turned twice). A correctly re-oriented copy is shown like the tagged one and is not flagged.
+    A tagged copy that is itself turned against another is no reference; with a 180-degree or
+    mirror tag both copies of such a pair look turned against each other, and the other rules decide."""
+
+    def same(a: str | None, b: str | None) -> bool:
+        return a is not None and b is not None and hamming(a, b) <= DEFAULT_MAX_DISTANCE
+
+    def turned_from(copy: Facts, tagged: Facts) -> bool:
+        return copy.shown_phash is not None and tagged.shown_phash is not None \
+            and not same(copy.shown_phash, tagged.shown_phash) \
+            and (same(copy.stored_phash, tagged.stored_phash) or same(copy.stored_phash, tagged.shown_phash))
+
+    def turned_against(references: dict[str, Facts]) -> set[str]:
+        return {uuid for uuid, facts in copies.items()
+                if any(turned_from(facts, ref) for other, ref in references.items() if other != uuid)}
+
+    tagged = {uuid: facts for uuid, facts in copies.items() if facts.orientation not in (None, 1)}
+    suspect = turned_against(tagged)
+    return turned_against({uuid: facts for uuid, facts in tagged.items() if uuid not in suspect})
+
+
+def _same_local_file(places: dict, listed: dict, a: Member, b: Member) -> bool:
+    pa, pb = places[a.location], places[b.location]
+    return pa.protocol == pb.protocol == "file" and os.path.samefile(pa.full(listed[a.uri][1].path),
+                                                                     pb.full(listed[b.uri][1].path))
 
 
 def _one_local_fs(places: dict, a: Member, b: Member) -> bool:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from deeplens.connectors import storage
 from deeplens.connectors.cleanup.apply import last_events
-from deeplens.connectors.cleanup.files import Place, Refused, move, remove, sha256_of
+from deeplens.connectors.cleanup.files import BadQuarantine, Place, Refused, move, quarantine_of, remove, sha256_of
 from deeplens.connectors.cleanup.journal import Journal, read
 from deeplens.schema.models import StorageLocation
 
@@ -33,13 +36,14 @@ class Result:
     failed: list[dict] = field(default_factory=list)
     locations: set[str] = field(default_factory=set)
     journal_problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # acting, without the rescan the CLI runs afterwards
 
     def as_json(self) -> dict:
-        return {"journal": str(self.journal), "restored": self.restored, "already_in_place": self.already_in_place,
+        return {"journal": str(self.journal), "seconds": round(self.seconds, 3), "restored": self.restored, "already_in_place": self.already_in_place,
                 "skipped": self.skipped, "failed": self.failed, "journal_problems": self.journal_problems}
 
 
-def undo_journal(path: Path, registered: dict[str, StorageLocation],
+def undo_journal(path: Path, registered: dict[str, StorageLocation], workers: int = 8,
                  on_done: Callable[[int], None] = lambda count: None) -> Result:
     try:
         events = read(path)
@@ -58,36 +62,55 @@ def undo_journal(path: Path, registered: dict[str, StorageLocation],
         raise BadJournal(f"the journal names location(s) {', '.join(unknown)}, not registered now; register them "
                          "again with the same URL (`deeplens storage add`) and undo again")
     places = {name: Place.open(registered[name]) for name in sorted(acted_in | kept_in)}
-    journal = Journal(path, plan_id, {name: places[name] for name in acted_in})
-    result = Result(path)
-    journal.write("undo", plan_id=plan_id, actions=len(begun))
+    # Each location's quarantine as apply had it (plan --quarantine, recorded in each begin event).
+    custom = {location: event.get("quarantine") for (location, _), event in begun.items()
+              if event["op"] == "quarantine"}
     try:
-        for (location, file_path), event in begun.items():
-            uri = event["uri"]
-            try:
-                restored = _undo(places[location], event, places)
-                journal.write("undone", location=location, path=file_path, uri=uri, op=event["op"],
-                              already=not restored)
+        quarantines = {name: quarantine_of(places[name], plan_id, custom.get(name)) for name in acted_in}
+    except BadQuarantine as exc:
+        raise BadJournal(f"{exc}; the journal's files are there, so undo needs it") from None
+    journal = Journal(path, plan_id, quarantines)
+    started = time.monotonic()
+    result = Result(path)
+    lock = threading.Lock()  # guards result
+    journal.write("undo", plan_id=plan_id, actions=len(begun))
+
+    def undo_one(item: tuple[tuple[str, str], dict]) -> None:
+        (location, file_path), event = item
+        uri = event["uri"]
+        try:
+            restored = _undo(places[location], event, places, quarantines[location])
+            journal.write("undone", location=location, path=file_path, uri=uri, op=event["op"], already=not restored)
+            with lock:
                 result.restored += restored
                 result.already_in_place += not restored
                 result.locations.add(location)
-            except Refused as exc:
-                journal.write("undo-skipped", location=location, path=file_path, uri=uri, reason=str(exc))
+        except Refused as exc:
+            journal.write("undo-skipped", location=location, path=file_path, uri=uri, reason=str(exc))
+            with lock:
                 result.skipped.append({"uri": uri, "reason": str(exc)})
-            except (storage.StorageError, OSError) as exc:
-                journal.write("undo-failed", location=location, path=file_path, uri=uri, error=str(exc))
+        except (storage.StorageError, OSError) as exc:
+            journal.write("undo-failed", location=location, path=file_path, uri=uri, error=str(exc))
+            with lock:
                 result.failed.append({"uri": uri, "error": str(exc)})
-            on_done(1)
+        on_done(1)
+
+    if not all(storage.parallel_reads(place.fs) for place in places.values()):
+        workers = 1
+    try:
+        with ThreadPoolExecutor(workers) as pool:  # each file is its own: any order, in parallel
+            list(pool.map(undo_one, begun.items()))
     finally:
         result.journal_problems = journal.close()
+        result.seconds = time.monotonic() - started
     return result
 
 
-def _undo(place: Place, event: dict, places: dict[str, Place]) -> bool:
+def _undo(place: Place, event: dict, places: dict[str, Place], quarantine: Place) -> bool:
     """Put one file back; True when something was restored, False when it already was in place."""
     path, sha256 = event["path"], event["sha256"]
     if event["op"] == "quarantine":
-        return _unquarantine(place, path, event["to"], sha256)
+        return _unquarantine(place, path, quarantine, sha256)
     if event["op"] == "hardlink":
         keep = event["keep"]
         return _unlink(places[keep["location"]], keep["path"], place, path, sha256, event.get("modified_at"))
@@ -96,26 +119,25 @@ def _undo(place: Place, event: dict, places: dict[str, Place]) -> bool:
     raise Refused("deleted for good (action delete): nothing to restore")
 
 
-def _unquarantine(place: Place, path: str, quarantined: str, sha256: str) -> bool:
+def _unquarantine(place: Place, path: str, quarantine: Place, sha256: str) -> bool:
     here = sha256_of(place, path)
-    there = sha256_of(place, quarantined)
-    if there is None:
+    data = quarantine.read(path) if quarantine.stat(path) is not None else None  # read once: moved from memory
+    if data is None:
         if here == sha256:
             return False
         if here is None:
-            raise Refused(f"neither the file nor its quarantined copy {place.uri(quarantined)} exists")
+            raise Refused(f"neither the file nor its quarantined copy {quarantine.uri(path)} exists")
         raise Refused("another file is at this path now; nothing was overwritten")
     if here is not None:
         if here != sha256:
-            raise Refused(f"another file is at this path now; the quarantined copy stays at {place.uri(quarantined)}")
+            raise Refused(f"another file is at this path now; the quarantined copy stays at {quarantine.uri(path)}")
         # Back in place already (a copy-based move cut short): the quarantine holds a spare copy.
-        remove(place, quarantined)
+        remove(quarantine, path)
         return False
+    there = hashlib.sha256(data).hexdigest()
     if there != sha256:
-        raise Refused(f"the quarantined copy {place.uri(quarantined)} changed (sha256 {there}); left where it is")
-    move(place, quarantined, path, place.read(quarantined), sha256)
-    if sha256_of(place, path) != sha256:
-        raise Refused("the restored file does not read back the same; the quarantine is kept")
+        raise Refused(f"the quarantined copy {quarantine.uri(path)} changed (sha256 {there}); left where it is")
+    move(quarantine, path, place, path, data, sha256)  # a rename, or a copy whose sha256 it checks
     return True
 
 

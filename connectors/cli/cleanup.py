@@ -19,7 +19,11 @@ from rich.table import Table
 from deeplens.connectors import registry
 from deeplens.connectors.cleanup import keep
 from deeplens.connectors.cleanup.apply import apply_plan
-from deeplens.connectors.cleanup.files import QUARANTINE_EXCLUDE, with_quarantine_excluded
+from deeplens.connectors.cleanup.files import (
+    QUARANTINE_EXCLUDE,
+    BadQuarantine,
+    quarantine_excludes,
+)
 from deeplens.connectors.cleanup.journal import journal_path
 from deeplens.connectors.cleanup.plan import (
     ACTIONS,
@@ -60,8 +64,13 @@ def _tiers(value: str) -> list[str]:
 @click.option("--tiers", default=",".join(DEFAULT_TIERS), show_default=True,
               help=f"Which copies to act on: a comma-separated list of {', '.join(TIERS)}.")
 @click.option("--action", type=click.Choice(ACTIONS), default="quarantine", show_default=True,
-              help="quarantine: move into .deeplens-quarantine/<plan id>/ in the same storage (undo restores); "
-                   "delete: for good; hardlink: exact copies on one local file system become hard links.")
+              help="quarantine: move into .deeplens-quarantine/<plan id>/ in the same storage (undo restores), "
+                   "or into --quarantine; delete: for good; hardlink: exact copies on one local file system become "
+                   "hard links.")
+@click.option("--quarantine", "quarantine", metavar="URL",
+              help="Quarantine into <URL>/<plan id>/<location>/ instead: a folder on the same storage (protocol, "
+                   "server, account) as every location quarantined from; opened with that location's options and "
+                   "credentials. Scans skip it.")
 @click.option("--keep", "keep_rules", default=",".join(keep.DEFAULT_RULES), show_default=True,
               help="Keep rules, first decides: " + ", ".join(keep.RULES) + ".")
 @click.option("--prefer-location", "prefer", multiple=True, metavar="NAME",
@@ -76,13 +85,17 @@ def _tiers(value: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True)
 @backend_option
 def plan_command(out_path, tiers, action, keep_rules, prefer, locations, max_distance, max_semantic_distance,
-                 show_groups, workers, as_json, backend) -> None:
+                 show_groups, workers, as_json, backend, quarantine) -> None:
     """Plan a cleanup: for each duplicate group the copy to keep and an action for every other copy.
 
     Every file of every group is read once, so the plan records what is on the storage now
     (size, modification time, etag, sha256); `deeplens apply` checks each file against it again.
+    The quarantine is part of the plan (not an apply option), so that the plan that is reviewed
+    says where files go, and an apply resumed after a crash and undo look in the same place.
     """
     tiers = _tiers(tiers)
+    if quarantine and action != "quarantine":
+        raise click.BadParameter(f"a quarantine is for --action quarantine, not {action}", param_hint="--quarantine")
     try:
         rules = keep.parse_rules(keep_rules)
     except keep.BadRules as exc:
@@ -105,7 +118,7 @@ def plan_command(out_path, tiers, action, keep_rules, prefer, locations, max_dis
         read = bar.add_task("reading the copies", total=None)
         try:
             plan = make_plan(groups, registered, tiers=tiers, action=action, rules=rules, prefer_locations=prefer,
-                             workers=workers, on_total=lambda t: bar.update(read, total=t),
+                             quarantine=quarantine, workers=workers, on_total=lambda t: bar.update(read, total=t),
                              on_done=lambda n: bar.advance(read, n))
         except BadPlan as exc:
             raise click.ClickException(str(exc)) from None
@@ -158,20 +171,30 @@ def _rescan(ctx: click.Context, names: set[str], registered: dict[str, StorageLo
     return json.loads(captured.getvalue())
 
 
-def _exclude_quarantine(names: set[str]) -> None:
+def _exclude_quarantine(plan: Plan, registered: dict[str, StorageLocation]) -> None:
+    """Keep scans out of the plan's quarantine: the default pattern on its locations, and a plan
+    --quarantine's folder on every registered location it lies in."""
+    try:
+        custom = quarantine_excludes(plan.quarantine, registered) if plan.quarantine else {}
+    except BadQuarantine as exc:
+        raise click.ClickException(f"{exc}; then make a new plan") from None
     with weaviate_database() as client:
-        for name in names:
+        for name in sorted(set(plan.locations) | set(custom)):
             location = registry.get_location(client, name)
-            if QUARANTINE_EXCLUDE not in location.exclude:
-                registry.save_location(client, with_quarantine_excluded(location))
+            missing = [p for p in (QUARANTINE_EXCLUDE, custom.get(name)) if p and p not in location.exclude]
+            if missing:
+                location.exclude = [*location.exclude, *missing]
+                registry.save_location(client, location)
 
 
 @click.command("apply")
 @click.argument("plan_file", metavar="PLAN.json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Act. Without it, show what would happen and change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="The journal path and the counts, as JSON.")
+@click.option("--workers", default=8, show_default=True,
+              help="Groups applied at once (the actions of one group in order; 1 on SFTP).")
 @click.pass_context
-def apply_command(ctx, plan_file: Path, yes: bool, as_json: bool) -> None:
+def apply_command(ctx, plan_file: Path, yes: bool, as_json: bool, workers: int) -> None:
     """Apply a plan from `deeplens plan --out`, re-verifying every file and its kept copy first.
 
     Changed, moved or deleted files are skipped with the reason; a group whose kept copy changed
@@ -191,10 +214,14 @@ def apply_command(ctx, plan_file: Path, yes: bool, as_json: bool) -> None:
         print_summary(plan, summary(plan))
         click.echo(f"Nothing was changed. To do this: deeplens apply {plan_file} --yes")
         return
-    _exclude_quarantine(set(plan.locations))
+    _exclude_quarantine(plan, registered)
     with progress() as bar:
         task = bar.add_task("applying", total=len(plan.actions()))
-        result = apply_plan(plan, registered, settings().data_dir, on_done=lambda n: bar.advance(task, n))
+        try:
+            result = apply_plan(plan, registered, settings().data_dir, workers=workers,
+                                on_done=lambda n: bar.advance(task, n))
+        except BadPlan as exc:
+            raise click.ClickException(str(exc)) from None
     scans = _rescan(ctx, result.locations, registered)
     if as_json:
         echo_json({"plan_id": plan.id, "applied": True, **result.as_json(), "scans": scans})
@@ -210,8 +237,9 @@ def apply_command(ctx, plan_file: Path, yes: bool, as_json: bool) -> None:
 @click.command("undo")
 @click.argument("journal", metavar="JOURNAL")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--workers", default=8, show_default=True, help="Files restored at once (1 on SFTP).")
 @click.pass_context
-def undo_command(ctx, journal: str, as_json: bool) -> None:
+def undo_command(ctx, journal: str, as_json: bool, workers: int) -> None:
     """Undo what a journal records (a journal path, or a plan id): quarantined files back in place,
     hard links back to independent files, each verified by sha256. Safe to run again."""
     path = Path(journal)
@@ -219,7 +247,7 @@ def undo_command(ctx, journal: str, as_json: bool) -> None:
         path = journal_path(settings().data_dir, journal)
     registered = _registered()
     try:
-        result = undo_journal(path, registered)
+        result = undo_journal(path, registered, workers=workers)
     except BadJournal as exc:
         raise click.ClickException(str(exc)) from None
     scans = _rescan(ctx, result.locations, registered)
