@@ -40,6 +40,7 @@ from deeplens.connectors.cleanup.undo import BadJournal, undo_journal
 from deeplens.connectors.cli.common import (
     backend_option,
     echo_json,
+    find_duplicates,
     human_size,
     out,
     progress,
@@ -106,15 +107,8 @@ def plan_command(out_path, tiers, action, keep_rules, prefer, locations, max_dis
     if unknown:
         raise click.BadParameter(f"no storage location named {', '.join(unknown)}; see `deeplens storage list`")
     with query_backend(backend) as (queries, modules), progress() as bar:
-        task = bar.add_task("duplicate groups", total=None)
-        if tiers == ["exact"]:
-            groups = grouping.exact_groups(queries, list(locations) or None)
-        else:
-            groups = grouping.near_groups(queries, modules, max_distance=max_distance,
-                                          max_semantic_distance=max_semantic_distance,
-                                          locations=list(locations) or None,
-                                          on_total=lambda t: bar.update(task, total=t),
-                                          on_done=lambda n: bar.advance(task, n))
+        groups = find_duplicates(bar, queries, modules, tiers != ["exact"], list(locations) or None, max_distance,
+                                 max_semantic_distance).groups
         read = bar.add_task("reading the copies", total=None)
         try:
             plan = make_plan(groups, registered, tiers=tiers, action=action, rules=rules, prefer_locations=prefer,

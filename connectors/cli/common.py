@@ -16,6 +16,7 @@ from weaviate.exceptions import InsufficientPermissionsError, WeaviateQueryError
 from deeplens.config import Settings
 from deeplens.connectors import registry, storage
 from deeplens.connectors.modules_client import FeatureError, ModulesClient
+from deeplens.connectors.queries import grouping
 from deeplens.connectors.queries.backend import Backend, NotAnswered
 from deeplens.connectors.weaviate_client import DatabaseUnavailable, connect
 from deeplens.schema.weaviate import NoSemanticVectors, SchemaConflict, apply_schema
@@ -111,6 +112,19 @@ def progress() -> Progress:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, transient=True, disable=not console.is_terminal,
     )
+
+
+def find_duplicates(bar: Progress, queries: Backend, modules: ModulesClient, near: bool,
+                    locations: list[str] | None, max_distance: int = grouping.DEFAULT_MAX_DISTANCE,
+                    max_semantic_distance: float = grouping.DEFAULT_MAX_SEMANTIC_DISTANCE) -> grouping.NearDuplicates:
+    """The groups a command works on: exact copies, or with `near` the near-duplicate search (a
+    task on `bar`, which it may take long over)."""
+    if not near:
+        return grouping.NearDuplicates(grouping.exact_groups(queries, locations))
+    task = bar.add_task("near-duplicate search", total=None)
+    return grouping.near_duplicates(queries, modules, max_distance, max_semantic_distance, locations,
+                                    on_total=lambda total: bar.update(task, total=total),
+                                    on_done=lambda count: bar.advance(task, count))
 
 
 def echo_json(value) -> None:

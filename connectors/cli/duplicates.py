@@ -12,7 +12,7 @@ import click
 
 from deeplens.connectors import publish as publishing
 from deeplens.connectors.cli.common import (
-    backend_option, console, echo_json, elasticsearch_client, human_size, progress, query_backend,
+    backend_option, console, echo_json, elasticsearch_client, find_duplicates, human_size, progress, query_backend,
 )
 from deeplens.connectors.cli.folders import folders_option
 from deeplens.connectors.queries import grouping
@@ -71,17 +71,12 @@ def duplicates_command(mode, max_distance, max_semantic_distance, include_simila
             if es is not None:
                 publishing.check_ready(es)  # before the grouping, which may take long
             with query_backend(backend) as (queries, modules):
-                if mode == "near":
-                    if max_semantic_distance > 0 and queries.hash_only():
-                        console.print("Hash-only index: near duplicates by pHash (rotations and mirrors included) "
-                                      "only; crops, borders and watermarks need the semantic vectors.")
-                    with progress() as bar:
-                        task = bar.add_task("near-duplicate search", total=None)
-                        found = grouping.near_duplicates(queries, modules, max_distance, max_semantic_distance,
-                                                         locations, on_total=lambda t: bar.update(task, total=t),
-                                                         on_done=lambda n: bar.advance(task, n))
-                else:
-                    found = grouping.NearDuplicates(grouping.exact_groups(queries, locations))
+                if mode == "near" and max_semantic_distance > 0 and queries.hash_only():
+                    console.print("Hash-only index: near duplicates by pHash (rotations and mirrors included) "
+                                  "only; crops, borders and watermarks need the semantic vectors.")
+                with progress() as bar:
+                    found = find_duplicates(bar, queries, modules, mode == "near", locations, max_distance,
+                                            max_semantic_distance)
             published = publishing.publish(es, found.groups) if es is not None else None
     except publishing.PublishError as exc:
         raise click.ClickException(str(exc)) from None

@@ -11,8 +11,7 @@ import functools
 import click
 from rich.table import Table
 
-from deeplens.connectors.cli.common import echo_json, human_size, out, progress, query_backend
-from deeplens.connectors.queries import grouping
+from deeplens.connectors.cli.common import echo_json, find_duplicates, human_size, out, progress, query_backend
 from deeplens.connectors.queries.folders import DEFAULT_MIN_OVERLAP, folder_pairs
 
 
@@ -40,15 +39,9 @@ def folder_report(mode: str, max_distance: int, max_semantic_distance: float, lo
                   backend: str, min_overlap: float, **_other_duplicates_options) -> None:
     locations = list(locations) or None
     with query_backend(backend) as (queries, modules):
-        if mode == "near":
-            with progress() as bar:
-                task = bar.add_task("near-duplicate search", total=None)
-                groups = grouping.near_groups(queries, modules, max_distance=max_distance,
-                                              max_semantic_distance=max_semantic_distance, locations=locations,
-                                              on_total=lambda t: bar.update(task, total=t),
-                                              on_done=lambda n: bar.advance(task, n))
-        else:
-            groups = grouping.exact_groups(queries, locations)
+        with progress() as bar:
+            groups = find_duplicates(bar, queries, modules, mode == "near", locations, max_distance,
+                                     max_semantic_distance).groups
         pairs = folder_pairs(queries, groups, min_overlap, locations)
     if as_json:
         echo_json({"folders": pairs, "min_overlap": min_overlap})

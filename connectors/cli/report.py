@@ -12,6 +12,7 @@ from deeplens.connectors.cleanup.plan import BadPlan, load
 from deeplens.connectors.cli.common import (
     backend_option,
     console,
+    find_duplicates,
     human_size,
     progress,
     query_backend,
@@ -59,14 +60,8 @@ def report_command(out_path: Path, mode: str, plan_file: Path | None, max_distan
                 f"the {where} holds no images, so there is nothing to report (no page was written). Add and scan "
                 "a location first: `deeplens storage add NAME URL`, then `deeplens scan --all`.")
         with progress() as bar:
-            if mode == "near":
-                task = bar.add_task("near-duplicate search", total=None)
-                groups = grouping.near_groups(queries, modules, max_distance=max_distance,
-                                              max_semantic_distance=max_semantic_distance, locations=locations,
-                                              on_total=lambda t: bar.update(task, total=t),
-                                              on_done=lambda n: bar.advance(task, n))
-            else:
-                groups = grouping.exact_groups(queries, locations)
+            groups = find_duplicates(bar, queries, modules, mode == "near", locations, max_distance,
+                                     max_semantic_distance).groups
             pairs = folder_pairs(queries, groups, locations=locations)
             task = bar.add_task("writing the report", total=len(groups))
             page = write_report(ReportInput(groups, totals, queries.name, mode, pairs, plan), out_path,
