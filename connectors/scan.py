@@ -7,8 +7,10 @@ pHash and its rotations/mirrors -> batch upsert (deterministic ids, so a killed 
 again) -> delete what disappeared -> record the summary and the per-file errors on the location.
 
 The upsert carries the `phash` vector the module server just computed from the thumbnail, so
-Weaviate does not ask for it a second time; it asks the module server for the `semantic` vector
-only (none in a hash-only collection). Objects written by anyone else still get both from Weaviate.
+Weaviate does not ask for it a second time. In a `modules` collection Weaviate asks the module server
+for the `semantic` vector (none in a hash-only collection), and objects written by anyone else get
+both from Weaviate; in a `precomputed` one (schema/weaviate.py) the worker writes both. An embedding
+the worker fetched anyway (for Elasticsearch) is written too, sparing Weaviate the same request.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import weaviate
+from elastic_transport import TransportError
 from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateBaseError
 
@@ -38,7 +41,9 @@ from deeplens.modules.images import BadImage
 from deeplens.modules.phash import hex_to_vector
 from deeplens.schema.models import ImageRecord, SkippedFile, StorageLocation, fields, image_id, utcnow
 from deeplens.schema.elasticsearch import image_document
-from deeplens.schema.weaviate import IMAGE_COLLECTION, PHASH_VECTOR, SKIPPED_COLLECTION, is_hash_only, to_properties
+from deeplens.schema.weaviate import (
+    IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, SKIPPED_COLLECTION, image_vectors_in_use, to_properties,
+)
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per module call and per Weaviate batch
@@ -84,15 +89,24 @@ class ScanSummary:
 class Pending:
     listed: storage.ListedObject
     record: ImageRecord
-    semantic: list[float] | None = None  # only fetched when Elasticsearch gets the documents too
+    semantic: list[float] | None = None  # fetched for precomputed collections and for Elasticsearch
 
 
 @dataclass
 class ElasticsearchTarget:
-    """Where the scan also writes, in precomputed mode: the worker sends finished vectors."""
+    """Where the scan also writes. Precomputed mode: the worker sends finished vectors. Inference
+    mode: it sends the thumbnail, and the embedding only where it fetched one anyway (a precomputed
+    collection); the pipeline asks the module server for the embeddings that are missing."""
 
     client: object  # elasticsearch.Elasticsearch
     pipeline: str | None
+
+    @property
+    def embeds(self) -> bool:
+        """Whether Elasticsearch computes the embedding itself (`es setup --mode inference`)."""
+        from deeplens.ingest.resources import INFERENCE_PIPELINE
+
+        return self.pipeline == INFERENCE_PIPELINE
 
 
 def known_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> dict[str, dict]:
@@ -147,9 +161,12 @@ def scan(
     on_total(len(todo))
 
     not_images = []  # files that are not images: ignored, and forgotten if indexed before
-    # Elasticsearch gets the embedding from the worker (precomputed mode), unless the Weaviate
-    # collection is hash-only: then no embedding model runs during the scan at all.
-    semantic = elasticsearch is not None and not is_hash_only(client)
+    # The worker fetches the embedding for a precomputed collection and for Elasticsearch (its
+    # precomputed mode), unless the collection is hash-only: then no embedding model runs at all.
+    # In inference mode Elasticsearch's pipeline embeds the thumbnail of a document sent without one.
+    vectors = image_vectors_in_use(client)
+    es_wants_embedding = elasticsearch is not None and not elasticsearch.embeds
+    semantic = not vectors.hash_only and (vectors.mode == "precomputed" or es_wants_embedding)
     collection = client.collections.use(IMAGE_COLLECTION)
     def store(chunk: list) -> tuple[int, list[Pending], list[str], int]:
         """One chunk: features from the module server, then the Weaviate (and ES) writes; runs on a
@@ -164,11 +181,15 @@ def scan(
                 _record_error(summary, obj, outcome)
         with summary.timing("module_features"):
             _add_features(modules, pending, summary, semantic=semantic)
-        with summary.timing("weaviate"):
-            stored = _upsert(collection, [p for p in pending if p.record.phash], summary)
+        stored = [p for p in pending if p.record.phash]
         if elasticsearch is not None:
+            # Elasticsearch first: the next scan compares storage with Weaviate only, so a file
+            # goes into Weaviate once it is in Elasticsearch too, and one that failed there (or a
+            # chunk lost when Elasticsearch stopped) is read again by the next scan.
             with summary.timing("elasticsearch"):
                 stored = _index_elasticsearch(elasticsearch, stored, summary)
+        with summary.timing("weaviate"):
+            stored = _upsert(collection, stored, summary)
         return len(chunk), stored, chunk_not_images, sum(p.record.size_bytes for p in pending)
 
     with (
@@ -197,14 +218,21 @@ def scan(
 
     summary.skipped_not_images = len(not_images) + len(still_skipped)
     gone = [path for path in known if path not in listed] + [path for path in not_images if path in known]
+    if elasticsearch is not None and gone:
+        from deeplens.ingest.bulk import delete_records
+
+        # Before Weaviate, for the same reason: what a failed delete leaves, the next scan deletes.
+        retry(lambda: delete_records(elasticsearch.client, [str(image_id(location.name, path)) for path in gone]),
+              what="Elasticsearch", errors=(TransportError,))
     summary.deleted = _delete(collection, location.name, gone)
     _remember_skipped(client, location.name, [listed[path] for path in not_images])
     no_longer_skipped = set(skipped) - still_skipped - set(not_images)  # deleted, or an image now
     _delete(client.collections.use(SKIPPED_COLLECTION), location.name, list(no_longer_skipped))
-    if elasticsearch is not None and gone:
-        from deeplens.ingest.bulk import delete_records
+    if elasticsearch is not None and (gone or summary.changed):
+        from deeplens.ingest.setup import rebuild_transforms
 
-        delete_records(elasticsearch.client, [str(image_id(location.name, path)) for path in gone])
+        # Deleted and changed copies leave stale duplicate groups a continuous transform never revisits.
+        rebuild_transforms(elasticsearch.client)
     summary.seconds = round(time.monotonic() - started, 3)
     indexed = summary.new + summary.changed
     summary.images_per_second = round(indexed / summary.seconds, 2) if summary.seconds else 0.0
@@ -316,8 +344,12 @@ def _index_elasticsearch(target: ElasticsearchTarget, stored: list[Pending], sum
     if not stored:
         return []
     documents = [image_document(p.record, p.semantic) for p in stored]
-    result = index_records(target.client, documents, target.pipeline)
-    _record_errors(summary, [{"path": e.path, "uri": "", "error": f"Elasticsearch: {e.error}"} for e in result.errors])
+    # A bulk request is an upsert by id: sending it again after a failure is safe.
+    result = retry(lambda: index_records(target.client, documents, target.pipeline),
+                   what="Elasticsearch", errors=(TransportError,))
+    uris = {p.record.path: p.listed.uri for p in stored}
+    _record_errors(summary, [{"path": e.path, "uri": uris.get(e.path, ""), "error": f"Elasticsearch: {e.error}"}
+                             for e in result.errors])
     failed = {error.path for error in result.errors}
     return [p for p in stored if p.record.path not in failed]
 
@@ -330,7 +362,7 @@ def _upsert(collection, pending: list[Pending], summary: ScanSummary) -> list[Pe
         weaviate.classes.data.DataObject(
             properties=to_properties(p.record),
             uuid=p.record.id,
-            vector={PHASH_VECTOR: hex_to_vector(p.record.phash)},
+            vector={PHASH_VECTOR: hex_to_vector(p.record.phash), **({SEMANTIC_VECTOR: p.semantic} if p.semantic else {})},
         )
         for p in pending
     ]

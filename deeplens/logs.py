@@ -7,8 +7,11 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-# Attributes every LogRecord has; whatever else a record carries came as `extra=` and is a field.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has; whatever else a record carries came as `extra=` and is a field
+# (but uvicorn's `color_message`: the message again, with terminal colours).
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
+# The arguments of uvicorn's access lines (uvicorn/protocols/http/h11_impl.py), as fields to filter on.
+_ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,6 +23,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **{key: value for key, value in vars(record).items() if key not in _STANDARD},
         }
+        access = record.args if record.name == "uvicorn.access" else None
+        if isinstance(access, tuple) and len(access) == len(_ACCESS_FIELDS):
+            entry.update(zip(_ACCESS_FIELDS, access))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

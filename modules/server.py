@@ -28,8 +28,12 @@ def serve(
     max_body_bytes: int,
     torch_threads: int | None,
     api_key: str | None = None,
+    json_logs: bool = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """`json_logs`: the caller made the root logger write JSON lines (`deeplens --log-format json`);
+    uvicorn's start-up, error and access lines go there too, instead of its own text handlers."""
+    if not json_logs:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Pillow's own bomb check (error above twice this) would otherwise cap --max-pixels at ~179M.
     Image.MAX_IMAGE_PIXELS = config.max_pixels
     if torch_threads:
@@ -41,4 +45,7 @@ def serve(
     app = create_app(model, profile, config, max_body_bytes)
     if api_key:
         require_api_key(app, api_key)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    # log_config=None: uvicorn leaves logging as the caller set it up, so its loggers propagate
+    # to the root logger. Access lines only then: a text log would get one per vectorized image.
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=json_logs,
+                **({"log_config": None} if json_logs else {}))

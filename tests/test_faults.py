@@ -1,4 +1,5 @@
-"""Faults injected mid-scan: a server killed, a connection cut, a listing that fails half-way.
+"""Faults injected mid-scan: a server killed or stopped, a connection cut, a listing that fails half-way,
+a full disk.
 
 Each test checks what the user sees (exit status, the cause and the fix) and that a rerun once the
 fault is gone leaves the index exactly equal to storage: every file indexed once, with the bytes
@@ -9,6 +10,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,19 +22,24 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from elasticsearch import Elasticsearch
+from elasticsearch import helpers as es_helpers
 from fsspec.implementations.local import LocalFileSystem
 
+import deeplens.ingest.bulk
 from deeplens.config import Settings
 from deeplens.connectors import storage
 from deeplens.processes import Service, free_port, port_in_use
 from deeplens.samples import jpeg_bytes, synthetic_image
+from deeplens.schema.elasticsearch import IMAGES_ALIAS
 from deeplens.schema.weaviate import IMAGE_COLLECTION
 from deeplens.stack import MODULES_START_TIMEOUT, WEAVIATE_START_TIMEOUT, WeaviatePorts, modules_service, weaviate_service
 from deeplens.weaviate_binary import resolve_weaviate_binary
 from tests.cli import run, run_json, weaviate_client
 from tests.conftest import WeaviateEndpoint
-from tests.servers.plugin import StorageServer, running_seaweedfs
-from tests.servers.process import ServerProcess
+from tests.esnode import harness
+from tests.servers.plugin import INSTALL_HINT, StorageServer, running_seaweedfs, running_smbd, running_sshd
+from tests.servers.process import ServerProcess, drop_connections
 
 pytestmark = [pytest.mark.faults, pytest.mark.weaviate]
 
@@ -217,18 +225,19 @@ def remote_location(env: dict[str, str], server: StorageServer, name: str) -> di
     return env
 
 
-def failing_after(monkeypatch, reads: int, fault) -> None:
-    """Inject `fault(fs)` once, after `reads` files of the scan were read."""
-    real, done, lock = storage.read_bytes, [], threading.Lock()
+def failing_after(monkeypatch, calls: int, fault, module=storage, name: str = "read_bytes") -> None:
+    """Inject `fault(first argument)` once, after `calls` calls of `module.name` (by default: after
+    `calls` files of the scan were read)."""
+    real, done, lock = getattr(module, name), [], threading.Lock()
 
-    def read_bytes(fs, path, *args, **kwargs):
+    def failing(first, *args, **kwargs):
         with lock:
-            done.append(path)
-            if len(done) == reads + 1:
-                fault(fs)
-        return real(fs, path, *args, **kwargs)
+            done.append(first)
+            if len(done) == calls + 1:
+                fault(first)
+        return real(first, *args, **kwargs)
 
-    monkeypatch.setattr(storage, "read_bytes", read_bytes)
+    monkeypatch.setattr(module, name, failing)
 
 
 def test_s3_stopped_mid_listing_and_mid_read(env, weaviate, own_s3, monkeypatch):
@@ -295,3 +304,178 @@ def _answers(fs, root: str) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not yet"
         return False
 
+
+@pytest.fixture(scope="module")
+def own_sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, StorageServer, Path]]:
+    """An sshd of this module's own, whose connections are cut: (process, server, its data dir)."""
+    if not (Path("/usr/sbin/sshd").exists() and shutil.which("ssh-keygen")):
+        pytest.skip(f"OpenSSH sshd is not installed: {INSTALL_HINT}")
+    root = tmp_path_factory.mktemp("own-sftp")
+    (root / "data").mkdir()
+    with running_sshd(root, root / "data", secrets.token_hex(12)) as (proc, server):
+        yield proc, server, root / "data"
+
+
+@pytest.fixture(scope="module")
+def own_smb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, StorageServer, Path]]:
+    """An smbd of this module's own, whose connections are cut: (process, server, its share's folder)."""
+    with running_smbd(tmp_path_factory.mktemp("own-smb")) as (proc, server):
+        yield proc, server, server.local_dir
+
+
+@pytest.mark.parametrize("protocol", ["sftp", "smb"])
+def test_connection_dropped_mid_read(env, weaviate, protocol, request, monkeypatch):
+    """SFTP and SMB keep one connection per scan: one that drops is opened again; a server that
+    stopped stops the scan."""
+    proc, server, share = request.getfixturevalue(f"own_{protocol}")
+    folder = share / "photos"
+    write(folder, images(12))
+    env = remote_location(env, server, "photos")
+
+    # The connection serving the scan is cut while it reads: the retry opens a new one.
+    cut: list[int] = []
+    with monkeypatch.context() as patch:
+        failing_after(patch, 4, lambda _fs: cut.append(drop_connections(proc, server.port)))
+        [summary] = run_json(env, "scan", "photos")
+    errors = run(env, "scan", "--errors", "photos").output
+    assert cut[0] > 0 and (summary["new"], summary["errors"]) == (12, 0), errors
+    assert indexed(weaviate, "photos") == on_disk(folder)
+
+    # The stopped scan has new, changed and deleted files to handle.
+    write(folder, images(12, 12) | {"img000.jpg": jpeg_bytes(synthetic_image(999, (96, 64)))})
+    (folder / "img001.jpg").unlink()
+
+    def stop(_fs) -> None:
+        drop_connections(proc, server.port)  # sshd's per-connection children leave its process group
+        proc.stop()
+
+    with monkeypatch.context() as patch:
+        failing_after(patch, 4, stop)
+        failed = run(env, "scan", "photos", ok=False)
+    assert failed.exit_code == 1 and "is unreachable after 4 attempts" in failed.stderr, failed.stderr
+    assert "Check that the server runs" in failed.stderr and "run `deeplens scan photos` again" in failed.stderr
+    assert "img001.jpg" in indexed(weaviate, "photos"), "nothing is deleted by a scan that stopped"
+    proc.start()
+    proc.wait_port("127.0.0.1", server.port)
+
+    [rerun] = run_json(env, "scan", "photos")
+    assert (rerun["errors"], rerun["deleted"]) == (0, 1)
+    assert indexed(weaviate, "photos") == on_disk(folder)
+
+
+@pytest.fixture
+def own_elasticsearch(tmp_path) -> Iterator[harness.ElasticsearchNode]:
+    """An Elasticsearch node of this test's own, whose data outlives a stop and a start."""
+    reason = harness.missing_prerequisites()
+    if reason:
+        pytest.skip(reason)
+    node = harness.ElasticsearchNode(home=tmp_path / "es-home")
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def in_elasticsearch(es: Elasticsearch, location: str) -> dict[str, str]:
+    """path -> content_sha256 of the documents Elasticsearch holds for the location; a path twice fails."""
+    es.indices.refresh(index=IMAGES_ALIAS)
+    query = {"query": {"term": {"location": location}}, "_source": ["path", "content_sha256"]}
+    docs = [hit["_source"] for hit in es_helpers.scan(es, index=IMAGES_ALIAS, query=query)]
+    by_path = {doc["path"]: doc["content_sha256"] for doc in docs}
+    assert len(by_path) == len(docs), "a path is indexed twice"
+    return by_path
+
+
+@pytest.mark.slow
+@pytest.mark.elasticsearch
+def test_elasticsearch_stopped_mid_bulk(env, tmp_path, weaviate, own_elasticsearch, monkeypatch):
+    node = own_elasticsearch
+    es = Elasticsearch(node.url)
+    env = {**env, "DEEPLENS_ES_URL": node.url}
+    folder = tmp_path / "many"
+    write(folder, images(20))
+    run(env, "es", "setup", "--mode", "precomputed")
+    run(env, "storage", "add", "many", str(folder))
+    run(env, "scan", "many")
+    # The stopped scan has new, changed and deleted files to handle.
+    write(folder, images(60, 20) | {f"img{seed:03}.jpg": jpeg_bytes(synthetic_image(1000 + seed, (96, 64)))
+                                    for seed in range(5)})
+    (folder / "img019.jpg").unlink()
+
+    with monkeypatch.context() as patch:  # stopped once the first chunk of the scan is in
+        failing_after(patch, 1, lambda _es: node.stop(), module=deeplens.ingest.bulk, name="index_records")
+        failed = run(env, "scan", "many", ok=False)
+    assert failed.exit_code == 1, failed.output
+    assert f"Elasticsearch at {node.url} failed" in failed.stderr and "after 4 attempts" in failed.stderr
+    assert "Check that it runs" in failed.stderr and "Traceback" not in failed.stderr
+    assert "img019.jpg" in indexed(weaviate, "many"), "nothing is deleted by a scan that stopped"
+
+    node.http_port = int(node.url.rsplit(":", 1)[1])  # the same URL, and the same data
+    node.start()
+    [rerun] = run_json(env, "scan", "many")
+    assert (rerun["errors"], rerun["deleted"]) == (0, 1)
+    assert indexed(weaviate, "many") == on_disk(folder)
+    assert in_elasticsearch(es, "many") == on_disk(folder)
+
+
+@pytest.fixture
+def small_data_dir(tmp_path) -> Iterator[Path]:
+    """A data dir on a 64 MiB tmpfs, to fill up (we run as root, also in CI)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(data_dir)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()}); needs root")
+    try:
+        yield data_dir
+    finally:
+        subprocess.run(["umount", "--lazy", str(data_dir)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of `folder` up to its last byte; returns the filler to delete."""
+    filler = folder / "filler"
+    with open(filler, "wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 1024 * 1024)
+                file.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def test_disk_full_on_the_data_dir(env, tmp_path, small_data_dir, modules_url):
+    ports = WeaviatePorts(**{name: free_port() for name in WeaviatePorts.__dataclass_fields__})
+    endpoint = WeaviateEndpoint("127.0.0.1", ports.http, ports.grpc, "disk-full-key")
+    # Where `deeplens up` keeps them for this data dir.
+    service = weaviate_service(resolve_weaviate_binary(Settings()), small_data_dir / "weaviate",
+                               small_data_dir / "run", "127.0.0.1", ports, modules_url, endpoint.api_key)
+    service.start()
+    try:
+        service.wait_ready(WEAVIATE_START_TIMEOUT)
+        env = {**env, "DEEPLENS_DATA_DIR": str(small_data_dir), "DEEPLENS_WEAVIATE_URL": endpoint.url,
+               "DEEPLENS_WEAVIATE_GRPC_PORT": str(endpoint.grpc_port), "DEEPLENS_WEAVIATE_API_KEY": endpoint.api_key}
+        folder = tmp_path / "photos"
+        write(folder, images(10))
+        run(env, "storage", "add", "photos", str(folder))
+        run(env, "scan", "photos")
+        filler = fill(small_data_dir)
+        write(folder, images(40, 10))
+        (folder / "img000.jpg").unlink()
+
+        failed = run(env, "scan", "photos", ok=False)
+        assert failed.exit_code == 1, failed.output
+        assert f"no space left on the disk of {small_data_dir / 'weaviate'}" in failed.stderr
+        assert "Free space there, or move the data dir" in failed.stderr and "DEEPLENS_DATA_DIR" in failed.stderr
+        assert "Traceback" not in failed.stderr
+        assert "img000.jpg" in indexed(endpoint, "photos"), "nothing is deleted by a scan that stopped"
+
+        filler.unlink()
+        [rerun] = run_json(env, "scan", "photos")
+        assert (rerun["errors"], rerun["deleted"]) == (0, 1)
+        assert indexed(endpoint, "photos") == on_disk(folder)
+    finally:
+        service.stop()

@@ -10,10 +10,12 @@ from pathlib import Path
 import fsspec
 import httpx
 import pytest
+from elasticsearch import helpers as es_helpers
 
 from deeplens.samples import jpeg_bytes, sample_photos
 from tests.cli import run, run_json, weaviate_client
 from tests.conftest import running_modules_server
+from tests.test_scan_elasticsearch import es_env  # noqa: F401 - the fixture: an empty Elasticsearch
 
 pytestmark = pytest.mark.weaviate
 
@@ -57,8 +59,12 @@ def test_the_cli_sends_the_module_server_key(env, keyed_modules, tmp_path):
     assert run_json(env, "status")["modules"]["profile"] == "offline"
 
 
-def test_secrets_end_up_nowhere(env, weaviate, s3_server, sftp_server, tmp_path, caplog):
-    """Credentials given by environment variable never reach output, logs, the data dir or the index."""
+@pytest.mark.elasticsearch
+def test_secrets_end_up_nowhere(es_env, weaviate, s3_server, sftp_server, tmp_path, caplog):
+    """Credentials given by environment variable never reach output, logs, the data dir or the
+    indexes (Weaviate's and the Elasticsearch documents the scan writes)."""
+    env, es = es_env
+    run(env, "es", "setup", "--mode", "precomputed")
     photos = sample_photos()
     s3_root = s3_server.child("secrets").removeprefix("s3://")
     s3 = fsspec.filesystem("s3", skip_instance_cache=True, **s3_server.storage_options)
@@ -94,11 +100,14 @@ def test_secrets_end_up_nowhere(env, weaviate, s3_server, sftp_server, tmp_path,
     with weaviate_client(weaviate) as client:
         stored = [json.dumps(o.properties, default=str) for name in client.collections.list_all()
                   for o in client.collections.use(name).iterator()]
+    es.indices.refresh(index="deeplens-*")
+    documents = [json.dumps(hit) for hit in es_helpers.scan(es, index="deeplens-*")]
     data_dir = Path(env["DEEPLENS_DATA_DIR"])
     files = [p.read_bytes().decode(errors="replace") for p in data_dir.rglob("*") if p.is_file()]
     haystacks = {"CLI output": outputs, "logs": [r.getMessage() for r in caplog.records],
-                 "Weaviate objects": stored, "data dir": files}
+                 "Weaviate objects": stored, "Elasticsearch documents": documents, "data dir": files}
     assert len(stored) >= 4  # two images and two locations, with their last scans and errors
+    assert sum('"_index": "deeplens-images' in doc for doc in documents) == 2
     for secret in [*secrets_used.values(), "wrong-secret-value", "url-password-value"]:
         for where, texts in haystacks.items():
             assert not any(secret in text for text in texts), f"a secret is in the {where}"

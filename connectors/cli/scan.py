@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import click
 import httpx
+from elastic_transport import TransportError
 from rich.table import Table
 from weaviate.exceptions import WeaviateBaseError
 
@@ -60,7 +61,7 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
                         on_done=lambda count: bar.advance(task, count),
                         elasticsearch=elasticsearch,
                     )
-            except (storage.StorageError, RuntimeError, WeaviateBaseError, httpx.HTTPError) as exc:
+            except (storage.StorageError, RuntimeError, WeaviateBaseError, httpx.HTTPError, TransportError) as exc:
                 failures.append(_stopped(location.name, exc))
                 continue
             summaries.append(summary)
@@ -83,13 +84,24 @@ def _stopped(name: str, exc: Exception) -> str:
         # The second: Weaviate's vectorizer module could not reach the module server either.
         cause = (f"the module server at {settings.modules_url} failed: {exc}. Check that it runs (`deeplens "
                  "status`; `deeplens up` starts the embedded one) and DEEPLENS_MODULES_URL / DEEPLENS_MODULES_API_KEY")
+    elif _caused_by(exc, WeaviateBaseError) and "read-only due to" in str(exc):
+        # Weaviate turns read-only when its disk (or memory) is nearly full, and writable again
+        # once it is not: `store is read-only due to: resource pressure`.
+        embedded = settings.data_dir / "weaviate"
+        data = f"{embedded} (the data dir)" if embedded.is_dir() else "Weaviate's data (PERSISTENCE_DATA_PATH)"
+        cause = (f"Weaviate at {settings.weaviate_url} refuses writes: {exc}: no space left on the disk of {data}, "
+                 "or too little memory. Free space there, or move the data dir to a larger disk "
+                 "(DEEPLENS_DATA_DIR / --data-dir)")
     elif _caused_by(exc, WeaviateBaseError):
         cause = (f"Weaviate at {settings.weaviate_url} failed: {exc}. Check that it runs (`deeplens status`; "
                  "`deeplens up` starts the embedded one)")
+    elif settings.es_url and _caused_by(exc, TransportError):
+        cause = (f"Elasticsearch at {storage.errors.safe_url(settings.es_url)} failed: {exc}. Check that it runs "
+                 "and that DEEPLENS_ES_URL points at it")
     else:
         raise exc  # not a failure of a service: a bug, shown with its traceback
-    return (f"scan of '{name}' stopped: {printable(cause)}. Nothing that still exists was removed from the index, "
-            f"and what was indexed before the failure stays; run `deeplens scan {name}` again once this is fixed: "
+    return (f"scan of '{name}' stopped: {printable(cause).rstrip('.')}. Nothing that still exists was removed from "
+            f"the index, and what was indexed before the failure stays; run `deeplens scan {name}` again once this is fixed: "
             "it reads only what is not indexed yet.")
 
 

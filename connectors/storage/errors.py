@@ -129,9 +129,12 @@ def _kind_of(e: BaseException) -> str | None:
         return "unreachable"
     if (names & _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
             or (status is not None and (status >= 500 or status in (408, 429)))
-            or err_no in (errno.ECONNRESET, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNABORTED)
+            # EBADF: a socket that another thread closed when its connection dropped (smbprotocol)
+            or err_no in (errno.ECONNRESET, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNABORTED, errno.EBADF)
             or ("SSHException" in names and any(w in text.lower() for w in ("closed", "dropped", "eof", "reset")))
-            or text == "Socket is closed"):  # paramiko, on a connection that was closed under it
+            or text == "Socket is closed"  # paramiko, on a connection that was closed under it
+            # smbprotocol, on a connection that stopped answering while threads sent requests on it
+            or ("SMBException" in names and "credits are available" in text)):
         return "transient"
     if names & {"AccessDenied", "PermissionError"} or code in {"AccessDenied", "AuthorizationFailure", "403"} \
             or status == 403 or err_no in (errno.EACCES, errno.EPERM):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,10 +72,45 @@ def _open_sftp(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.A
         options.setdefault("look_for_keys", False)
         options.setdefault("allow_agent", False)
     fs = SFTPFileSystem(host, skip_instance_cache=True, **options)
+    _limit_sftp_waits(fs)
+    return fs, SFTPFileSystem._strip_protocol(url) or "/"
+
+
+def _limit_sftp_waits(fs: fsspec.AbstractFileSystem) -> None:
     # paramiko waits forever for the answer to a request on a connection that silently went away
     # (no FIN, no RST); with a timeout the read fails, is retried, and the scan stops, not hangs.
-    fs.ftp.get_channel().settimeout(options["timeout"])
-    return fs, SFTPFileSystem._strip_protocol(url) or "/"
+    fs.ftp.get_channel().settimeout(fs.ssh_kwargs["timeout"])
+
+
+def _reconnect_sftp(fs: fsspec.AbstractFileSystem) -> None:
+    """A new SSH connection and SFTP session: paramiko never reopens one that dropped."""
+    fs.client.close()
+    fs._connect()
+    _limit_sftp_waits(fs)
+
+
+def _open_smb(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    from fsspec.implementations.smb import SMBFileSystem
+
+    opening = threading.Lock()
+
+    class LoggingInSMBFileSystem(SMBFileSystem):
+        """smbclient replaces a connection that dropped by itself, but logs in with only the
+        credentials of the call at hand, and fsspec passes them at its first login only: without
+        them here, every read after a dropped connection fails as an anonymous login.
+
+        Files are opened one thread at a time (and read in parallel): threads that replace the same
+        connection at once race in smbprotocol, and a session set up before the new connection's
+        negotiation finished waits forever for an answer the server never sends."""
+
+        def _open(self, path, mode="rb", block_size=-1, autocommit=True, cache_options=None, **kwargs):
+            with opening:
+                return super()._open(path, mode, block_size, autocommit, cache_options, username=self.username,
+                                     password=self.password, encrypt=self.encrypt, connection_timeout=self.timeout,
+                                     **kwargs)
+
+    fs = LoggingInSMBFileSystem(skip_instance_cache=True, **options)
+    return fs, SMBFileSystem._strip_protocol(url)
 
 
 def _open_url_list(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -162,6 +198,9 @@ class Protocol:
     # Whether one open file system serves reads from several threads at once: fsspec's sftp file
     # system shares one paramiko SFTP session, whose reads time out when threads use it together.
     parallel_reads: bool = True
+    # Opens the file system's connection again before a read is retried, for file systems that
+    # keep one connection, on which every request fails once it dropped.
+    reconnect: Callable[[fsspec.AbstractFileSystem], None] | None = None
 
 
 PROTOCOLS: tuple[Protocol, ...] = (
@@ -183,9 +222,11 @@ PROTOCOLS: tuple[Protocol, ...] = (
         server=lambda fs: (fs.host, getattr(fs, "ssh_kwargs", {}).get("port")),
         default_port=22,
         parallel_reads=False,
+        reconnect=_reconnect_sftp,
     ),
     Protocol(
         "smb",
+        open=_open_smb,
         server=lambda fs: (fs.host, fs.port),
         default_port=445,
         top_level="share",
@@ -241,6 +282,12 @@ def of_fs(fs: fsspec.AbstractFileSystem) -> Protocol | None:
 def parallel_reads(fs: fsspec.AbstractFileSystem) -> bool:
     protocol = of_fs(fs)
     return protocol is None or protocol.parallel_reads
+
+
+def reconnect(fs: fsspec.AbstractFileSystem) -> None:
+    protocol = of_fs(fs)
+    if protocol is not None and protocol.reconnect is not None:
+        protocol.reconnect(fs)
 
 
 def uri(fs: fsspec.AbstractFileSystem, path: str) -> str:

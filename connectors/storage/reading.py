@@ -7,6 +7,7 @@ import time
 
 import fsspec
 
+from deeplens.connectors.storage import protocols
 from deeplens.connectors.storage.errors import cause_of, classify, fs_error, fs_secrets, scrub
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ def _read(fs: fsspec.AbstractFileSystem, path: str, length: int | None, retries:
     attempt = 0
     while True:
         try:
+            if attempt:
+                protocols.reconnect(fs)  # a connection that dropped fails every request on it
             if length is None:
                 return fs.cat_file(path)
             return fs.cat_file(path, start=0, end=length)

@@ -162,8 +162,12 @@ class ElasticsearchNode:
             Elasticsearch(node.url).info()
     """
 
-    def __init__(self, http_port: int = 0, startup_timeout: float = 120.0, log: Log = _default_log):
+    def __init__(self, http_port: int = 0, startup_timeout: float = 120.0, log: Log = _default_log,
+                 home: Optional[Path] = None):
         self.http_port = http_port  # 0: the OS picks a free port; the launcher reports it
+        # A home kept across stop() and start() (and left for the caller to remove), for tests
+        # that restart the node with its data; None: a temporary one, removed by stop().
+        self.kept_home = home
         self.startup_timeout = startup_timeout
         self.log = log
         self.url: Optional[str] = None
@@ -182,7 +186,7 @@ class ElasticsearchNode:
         build_dir = build(self.log)
         classpath = os.pathsep.join([str(build_dir / "esnode.jar"), str(build_dir / "lib" / "*")])
 
-        self.home = Path(tempfile.mkdtemp(prefix="deeplens-es-node-"))
+        self.home = self.kept_home or Path(tempfile.mkdtemp(prefix="deeplens-es-node-"))
         # The log lives outside the node's home so that it survives for error messages.
         self.log_file = self.home.parent / f"{self.home.name}.log"
         t0 = time.monotonic()
@@ -221,9 +225,9 @@ class ElasticsearchNode:
             finally:
                 if proc.stdout:
                     proc.stdout.close()
-        if self.home is not None:
+        if self.home is not None and self.home != self.kept_home:
             shutil.rmtree(self.home, ignore_errors=True)
-            self.home = None
+        self.home = None
         if self.log_file is not None:
             try:
                 self.log_file.unlink()

@@ -149,12 +149,20 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSer
     data = root / "data"
     data.mkdir()
     passphrase = secrets.token_hex(12)
-    client_key = root / "client_key"
     sshd = Path("/usr/sbin/sshd")
     # DEEPLENS_TEST_SFTP=asyncssh picks the light server even where sshd exists.
     if os.environ.get("DEEPLENS_TEST_SFTP") == "asyncssh" or not (sshd.exists() and shutil.which("ssh-keygen")):
         yield from _asyncssh_server(root, data, passphrase)
         return
+    with running_sshd(root, data, passphrase) as (_, server):
+        yield server
+
+
+@contextmanager
+def running_sshd(root: Path, data: Path, passphrase: str) -> Iterator[tuple[ServerProcess, StorageServer]]:
+    """OpenSSH sshd serving `data`, and its process, for tests that cut its connections or stop
+    and restart it (`proc.start()` again serves on the same port with the same keys)."""
+    client_key = root / "client_key"
     for path, phrase in ((root / "host_key", ""), (client_key, passphrase)):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", phrase, "-C", "deeplens-test", "-f", str(path)],
                        check=True, capture_output=True)
@@ -172,14 +180,14 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSer
     ]))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir, needed as root
-    proc = ServerProcess("sshd", [str(sshd), "-D", "-e", "-f", str(config)], root)
+    proc = ServerProcess("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], root)
     started = time.monotonic()
     proc.start()
     try:
         proc.wait_port(HOST, port, timeout=20)
-        yield StorageServer("sftp", f"sftp://{HOST}:{port}{data}",
-                            {"username": user, "key_filename": str(client_key)}, {"passphrase": passphrase},
-                            port=port, start_seconds=_record("sftp (sshd)", started))
+        yield proc, StorageServer("sftp", f"sftp://{HOST}:{port}{data}",
+                                  {"username": user, "key_filename": str(client_key)}, {"passphrase": passphrase},
+                                  port=port, start_seconds=_record("sftp (sshd)", started))
     finally:
         proc.stop()
 
@@ -235,6 +243,14 @@ def _asyncssh_server(root: Path, data: Path, passphrase: str) -> Iterator[Storag
 @pytest.fixture(scope="session")
 def smb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServer]:
     """Samba smbd in the foreground with a private smb.conf and passdb; one share, user root."""
+    with running_smbd(tmp_path_factory.mktemp("smb")) as (_, server):
+        yield server
+
+
+@contextmanager
+def running_smbd(root: Path) -> Iterator[tuple[ServerProcess, StorageServer]]:
+    """smbd serving a share in `root`, and its process, for tests that cut its connections or stop
+    and restart it (`proc.start()` again serves on the same port with the same password)."""
     smbd, smbpasswd = Path("/usr/sbin/smbd"), shutil.which("smbpasswd")
     if not smbd.exists() or smbpasswd is None:
         pytest.skip(f"Samba (smbd, smbpasswd) is not installed: {INSTALL_HINT}")
@@ -242,7 +258,6 @@ def smb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServ
         pytest.skip("smbd needs root (it switches to the share user); run the storage tests as root")
     import smbclient
 
-    root = tmp_path_factory.mktemp("smb")
     share = root / "share"
     share.mkdir()
     dirs = {name: root / name for name in ("private", "lock", "state", "cache", "pid", "ncalrpc", "logs", "binddns")}
@@ -302,8 +317,9 @@ def smb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageServ
                 smbclient.reset_connection_cache(fail_on_error=False, connection_cache=cache)
 
         _retry("logging in", login, timeout=30, proc=proc)
-        yield StorageServer("smb", f"smb://{HOST}:{port}/deeplens", {"username": "root"}, {"password": password},
-                            port=port, start_seconds=_record("smb", started), local_dir=share)
+        yield proc, StorageServer("smb", f"smb://{HOST}:{port}/deeplens", {"username": "root"},
+                                  {"password": password}, port=port, start_seconds=_record("smb", started),
+                                  local_dir=share)
     finally:
         smbclient.reset_connection_cache(fail_on_error=False)
         proc.stop()

@@ -110,3 +110,60 @@ class ServerProcess:
                 os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _connection_inodes(port: int) -> set[str]:
+    """Socket inodes of the established TCP connections whose local port is `port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            local_port, state, inode = int(cols[1].rsplit(":", 1)[1], 16), cols[3], cols[9]
+            if local_port == port and state == "01":  # ESTABLISHED
+                inodes.add(inode)
+    return inodes
+
+
+def drop_connections(server: ServerProcess, port: int) -> int:
+    """SIGKILL the processes that `server` forked to serve connections on `port` (sshd and smbd fork
+    one per client): the clients see their connection cut while the server keeps listening.
+    Returns how many processes were killed."""
+    assert server.popen is not None
+    sockets = {f"socket:[{inode}]" for inode in _connection_inodes(port)}
+    killed = 0
+    for pid in _descendants(server.popen.pid):
+        if _open_files(pid) & sockets:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def _open_files(pid: int) -> set[str]:
+    links = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return links  # exited meanwhile
+    for fd in fds:
+        try:
+            links.add(os.readlink(fd))
+        except OSError:
+            pass  # closed meanwhile
+    return links
