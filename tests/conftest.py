@@ -57,6 +57,17 @@ def modules_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def keyed_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A module server started with DEEPLENS_MODULES_API_KEY set: (url, key)."""
+    key = secrets.token_urlsafe(16)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEEPLENS_MODULES_API_KEY", key)  # the server process inherits it
+        with running_modules_server(tmp_path_factory.mktemp("keyed-modules")) as url:
+            patch.delenv("DEEPLENS_MODULES_API_KEY")
+            yield url, key
+
+
+@pytest.fixture(scope="session")
 def weaviate(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Iterator[WeaviateEndpoint]:
     """A real Weaviate: the local binary (default) or, with DEEPLENS_TEST_WEAVIATE=docker, the image.
     Like the embedded stack's, it refuses requests without its API key."""

@@ -23,8 +23,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import secrets
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -35,7 +33,6 @@ from deeplens.ingest.setup import SetupError, has_custom_inference, module_serve
 from deeplens.modules.phash import BITS
 from deeplens.modules.routes.es_inference import ES_VALIDATION_INPUT
 from deeplens.samples import jpeg_bytes, sample_photos
-from tests.conftest import running_modules_server
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -72,17 +69,6 @@ def call(definition: dict, inputs: list[str]) -> httpx.Response:
 def thumbnails(count: int) -> list[str]:
     photos = list(sample_photos().values())
     return [base64.b64encode(jpeg_bytes(photos[i % len(photos)].resize((96 + i, 64)))).decode() for i in range(count)]
-
-
-@pytest.fixture(scope="module")
-def keyed_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A module server that requires a bearer key: (url, key)."""
-    key = secrets.token_urlsafe(16)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPLENS_MODULES_API_KEY", key)  # the server process inherits it
-        with running_modules_server(tmp_path_factory.mktemp("keyed-modules")) as url:
-            patch.delenv("DEEPLENS_MODULES_API_KEY")
-            yield url, key
 
 
 @pytest.mark.parametrize("name", resources.inference_endpoint_names())

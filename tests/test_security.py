@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -14,21 +12,9 @@ from elasticsearch import helpers as es_helpers
 
 from deeplens.samples import jpeg_bytes, sample_photos
 from tests.cli import run, run_json, weaviate_client
-from tests.conftest import running_modules_server
 from tests.test_scan_elasticsearch import es_env  # noqa: F401 - the fixture: an empty Elasticsearch
 
 pytestmark = pytest.mark.weaviate
-
-
-@pytest.fixture(scope="module")
-def keyed_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A module server started with DEEPLENS_MODULES_API_KEY set: (url, key)."""
-    key = secrets.token_urlsafe(16)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPLENS_MODULES_API_KEY", key)  # the server process inherits it
-        with running_modules_server(tmp_path_factory.mktemp("keyed-modules")) as url:
-            patch.delenv("DEEPLENS_MODULES_API_KEY")
-            yield url, key
 
 
 def test_module_server_with_a_key_refuses_requests_without_it(keyed_modules):
