@@ -321,7 +321,13 @@ def running_smbd(root: Path) -> Iterator[tuple[ServerProcess, StorageServer]]:
                                   {"password": password}, port=port, start_seconds=_record("smb", started),
                                   local_dir=share)
     finally:
-        smbclient.reset_connection_cache(fail_on_error=False)
+        # Only this server's connection: smbclient's pool is one per process, and resetting all of it
+        # logs out the sessions of the other SMB servers (fsspec's cached file systems would then log
+        # in again anonymously).
+        try:
+            smbclient.delete_session(HOST, port=port, timeout=5)
+        except Exception:  # noqa: BLE001 - a connection that already died cannot be closed cleanly
+            pass
         proc.stop()
 
 
