@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from deeplens.modules import phash
 from deeplens.modules.images import trim_borders
@@ -48,3 +48,40 @@ def test_some_variant_of_the_original_matches_a_turned_copy(photos, turn):
 def test_hex_and_bits_round_trip():
     bits = phash.hex_to_bits("c2924c5532bddfc8")
     assert phash.bits_to_hex(bits) == "c2924c5532bddfc8" and bits[0] == 1 and bits[2] == 0
+
+
+def test_bars_with_a_little_drawing_on_them_are_trimmed(photos):
+    """A phone screenshot of a photo: black bars above and below with a clock, a battery and
+    toolbar icons drawn on them. The bars go, the drawing does not stop the trim."""
+    original = photos["coffee"].resize((400, 300))
+    screen = Image.new("RGB", (400, 700), "black")
+    screen.paste(original, (0, 200))
+    draw = ImageDraw.Draw(screen)
+    draw.text((20, 8), "17:58", fill="white")
+    draw.rectangle((340, 10, 370, 18), outline="white", width=2)
+    for x in (60, 150, 240, 330):
+        draw.ellipse((x - 7, 680 - 7, x + 7, 680 + 7), outline="white", width=2)
+    trimmed = trim_borders(screen)
+    assert abs(trimmed.height - 300) <= 2 and trimmed.width == 400
+    expected = phash.bits_to_hex(phash.phash_bits(trim_borders(original)))
+    assert phash.hamming(phash.bits_to_hex(phash.phash_bits(trimmed)), expected) <= 4
+
+
+def test_picture_lines_are_never_taken_for_drawing_on_a_bar(photos):
+    """A bar, then a photo whose first rows are dark like the bar: the trim ends where the bar does."""
+    original = photos["astronaut"].resize((300, 300))
+    framed = ImageOps.expand(original, border=(0, 40, 0, 0), fill=(0, 0, 0))
+    assert abs(trim_borders(framed).height - trim_borders(original).height) <= 2
+
+
+def test_a_plain_backdrop_with_something_near_its_edge_is_not_a_bar(photos):
+    """A photo with a plain band at the top and a small object in it near the edge (a bird in the
+    sky, a lamp over a studio backdrop): no pad of uniform lines follows the object, so the trim
+    stops at the object, as it always did."""
+    picture = photos["rocket"].resize((300, 300))
+    sky = Image.new("RGB", (300, 60), (120, 160, 220))
+    ImageDraw.Draw(sky).ellipse((140, 5, 150, 12), fill=(30, 30, 30))
+    scene = Image.new("RGB", (300, 360))
+    scene.paste(sky, (0, 0))
+    scene.paste(picture, (0, 60))
+    assert trim_borders(scene).height >= 360 - 6
