@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from urllib.parse import urlsplit
 
 import click
@@ -12,7 +13,7 @@ from rich.table import Table
 from weaviate.exceptions import WeaviateBaseError
 
 from deeplens.connectors import registry, storage
-from deeplens.connectors.cli.common import echo_json, out, progress, weaviate_database
+from deeplens.connectors.cli.common import echo_json, elasticsearch_client, out, progress, weaviate_database
 from deeplens.connectors.cli.common import settings as current_settings
 
 
@@ -24,19 +25,9 @@ from deeplens.connectors.cli.common import settings as current_settings
 @click.option("--json", "as_json", is_flag=True)
 def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
     """Index new and changed images of storage locations; remove deleted ones."""
-    from deeplens.connectors.scan import ElasticsearchTarget, scan
+    from deeplens.connectors.scan import scan
 
     settings = current_settings()
-    elasticsearch = None
-    if settings.es_url:
-        from deeplens.ingest.client import connect as connect_elasticsearch
-        from deeplens.ingest.setup import SetupError, configured_pipeline
-
-        es_client = connect_elasticsearch(settings)
-        try:
-            elasticsearch = ElasticsearchTarget(es_client, configured_pipeline(es_client))
-        except SetupError as exc:
-            raise click.ClickException(str(exc)) from None
     with weaviate_database() as client:
         locations = registry.list_locations(client) if scan_all else [registry.get_location(client, n) for n in names]
         if not locations:
@@ -50,21 +41,23 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
                 for row in rows:
                     click.echo(f"  {row['uri']}: {printable(row['error'])}")
             return
-        summaries, failures = [], []
-        for location in locations:
-            try:
-                with progress() as bar:
-                    task = bar.add_task(f"scan {location.name}", total=None)
-                    summary = scan(
-                        client, location, settings.modules_url, workers=workers,
-                        on_total=lambda total: bar.update(task, total=total),
-                        on_done=lambda count: bar.advance(task, count),
-                        elasticsearch=elasticsearch,
-                    )
-            except (storage.StorageError, RuntimeError, WeaviateBaseError, httpx.HTTPError, TransportError) as exc:
-                failures.append(_stopped(location.name, exc))
-                continue
-            summaries.append(summary)
+        with elasticsearch_client() if settings.es_url else nullcontext() as es:
+            elasticsearch = _elasticsearch_target(es) if es is not None else None
+            summaries, failures = [], []
+            for location in locations:
+                try:
+                    with progress() as bar:
+                        task = bar.add_task(f"scan {location.name}", total=None)
+                        summary = scan(
+                            client, location, settings.modules_url, workers=workers,
+                            on_total=lambda total: bar.update(task, total=total),
+                            on_done=lambda count: bar.advance(task, count),
+                            elasticsearch=elasticsearch,
+                        )
+                except (storage.StorageError, RuntimeError, WeaviateBaseError, httpx.HTTPError, TransportError) as exc:
+                    failures.append(_stopped(location.name, exc))
+                    continue
+                summaries.append(summary)
     if as_json:
         echo_json([{k: v for k, v in s.__dict__.items() if k != "error_list"} for s in summaries])
     else:
@@ -73,6 +66,17 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
         click.echo(failure, err=True)
     if failures:
         sys.exit(1)
+
+
+def _elasticsearch_target(es):
+    """Where the scan also writes, with the pipeline `deeplens es setup` installed."""
+    from deeplens.connectors.scan import ElasticsearchTarget
+    from deeplens.ingest.setup import SetupError, configured_pipeline
+
+    try:
+        return ElasticsearchTarget(es, configured_pipeline(es))
+    except SetupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _stopped(name: str, exc: Exception) -> str:
