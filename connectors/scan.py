@@ -30,7 +30,7 @@ from datetime import datetime
 import weaviate
 from elastic_transport import TransportError
 from weaviate.classes.query import Filter
-from weaviate.exceptions import WeaviateBaseError
+from weaviate.exceptions import WeaviateBaseError, WeaviateQueryError
 
 from deeplens.connectors import storage
 from deeplens.connectors.extract import extract
@@ -47,6 +47,7 @@ from deeplens.schema.weaviate import (
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per module call and per Weaviate batch
+ONE_QUERY = 10_000  # objects of a location read in one filtered query (Weaviate's default QUERY_MAXIMUM_RESULTS)
 READ_AHEAD = 8  # chunks read ahead of the database writes: bounds memory when the writes are slower
 WRITERS = 3  # chunks being vectorized and written at once (bench/RESULTS.md: one left the CPU idle)
 _SUMMARY_LOCK = threading.Lock()
@@ -110,9 +111,19 @@ class ElasticsearchTarget:
 
 
 def known_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> dict[str, dict]:
-    """path -> size/mtime/etag of what a collection holds for the location (cursor over the collection:
-    Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS)."""
+    """path -> size/mtime/etag of what a collection holds for the location. A location of at most
+    ONE_QUERY objects comes in one filtered query, so rescanning a small location costs what the
+    location holds, not the whole index; a larger one is read by the cursor over the collection
+    (Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS, 10,000
+    by default), keeping the location's objects."""
     collection = client.collections.use(collection_name)
+    mine = Filter.by_property("location").equal(location)
+    try:
+        found = collection.query.fetch_objects(filters=mine, limit=ONE_QUERY, return_properties=CHANGE_FIELDS).objects
+        if len(found) < ONE_QUERY:
+            return {obj.properties["path"]: obj.properties for obj in found}
+    except WeaviateQueryError:  # a Weaviate whose QUERY_MAXIMUM_RESULTS is set below ONE_QUERY
+        pass
     known = {}
     for obj in collection.iterator(return_properties=CHANGE_FIELDS):
         props = obj.properties

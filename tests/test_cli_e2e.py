@@ -313,3 +313,25 @@ def test_hash_only_is_refused_for_an_existing_full_collection(env):
     run(env, "schema", "apply")
     result = run(env, "schema", "apply", "--hash-only", ok=False)
     assert result.exit_code == 1 and "exists as a full collection" in result.output and "delete" in result.output
+
+
+def test_change_detection_reads_a_location_in_one_query_or_by_the_cursor_alike(env, two_locations, weaviate,
+                                                                                monkeypatch):
+    """What the index holds for a location, read by one filtered query (a location of up to
+    ONE_QUERY objects: its rescan costs what it holds, not the whole index) or by the cursor over
+    the collection (a larger one): the same answer, and only that location's objects."""
+    from deeplens.connectors import scan as scanning
+
+    archive, exports, _ = two_locations
+    for name, folder in (("archive", archive), ("exports", exports)):
+        run(env, "storage", "add", name, str(folder))
+    run(env, "scan", "--all")
+    with weaviate_client(weaviate) as client:
+        by_query = scanning.known_objects(client, IMAGE_COLLECTION, "archive")
+        monkeypatch.setattr(scanning, "ONE_QUERY", 3)  # archive holds 8 images: the cursor reads them
+        by_cursor = scanning.known_objects(client, IMAGE_COLLECTION, "archive")
+    assert by_query == by_cursor
+    assert sorted(by_query) == sorted(p.name for p in archive.iterdir())
+    assert {props["location"] for props in by_query.values()} == {"archive"}
+    rescan = run_json(env, "scan", "archive")[0]  # the cursor path, as for a large location
+    assert (rescan["unchanged"], rescan["new"], rescan["deleted"]) == (8, 0, 0)
