@@ -71,6 +71,7 @@ bench: weaviate
 	$(PY) -m bench.cleanup_throughput
 	$(PY) -m bench.report_size
 	$(PY) -m bench.grouping_cost --images 10000
+	$(PY) -m bench.rescan_cost
 
 clean:
 	rm -rf $(VENV) build *.egg-info
