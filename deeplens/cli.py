@@ -123,17 +123,24 @@ def _modules_meta(settings: Settings) -> dict | None:
 
 
 def _weaviate_server_version(settings: Settings) -> str | None:
-    meta = _get_json(f"{settings.weaviate_url}/v1/meta", settings.weaviate_key())
+    """With the connection settings the CLI uses (key, extra headers, CA file); an OIDC-only
+    Weaviate refuses this plain request, so its version shows as not reachable here."""
+    try:
+        key = settings.weaviate_key()
+    except ValueError:  # a key file that cannot be read: `deeplens` commands say so
+        key = None
+    meta = _get_json(f"{settings.weaviate_url}/v1/meta", key, settings.weaviate_headers,
+                     verify=str(settings.weaviate_ca_file) if settings.weaviate_ca_file else True)
     return meta.get("version") if meta else None
 
 
-def _get_json(url: str, key: str | None) -> dict | None:
+def _get_json(url: str, key: str | None, headers: dict[str, str] | None = None, verify: bool | str = True) -> dict | None:
     """The JSON answer of a GET with the service's bearer key; None when it does not answer it."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
     try:
-        response = httpx.get(url, headers=headers, timeout=2)
+        response = httpx.get(url, headers=headers, timeout=2, verify=verify)
         return response.json() if response.is_success else None
-    except (httpx.HTTPError, ValueError):
+    except (httpx.HTTPError, ValueError, OSError):  # OSError: a CA file that cannot be read
         return None
 
 

@@ -248,6 +248,13 @@ def assert_same(a, b, where: str = "answers") -> None:
         assert a == b, where
 
 
+def test_status_reaches_a_weaviate_with_tls_and_a_key_file(existing_env):
+    """`deeplens status` asks Weaviate's version with the settings every command uses (the CA file,
+    the key file), not as an anonymous plain request."""
+    info = json.loads(run(existing_env, "status", "--json").output)
+    assert info["weaviate_version"] == WEAVIATE_VERSION and info["weaviate_url"].startswith("https://")
+
+
 def test_precomputed_on_a_weaviate_without_modules_answers_like_modules_mode(env, existing_env, tmp_path):
     photos = tmp_path / "photos"
     with_modules = answers(env, photos, "modules")
