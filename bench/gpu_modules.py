@@ -95,8 +95,8 @@ def main() -> None:
     else:
         gpu = "none (CPU run)"
     print(f"machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), GPU: {gpu}")
-    print(f"torch {torch.__version__}, model {model.name} ({model.dim}-d), dtype {str(model.dtype).removeprefix('torch.')}, "
-          f"weights: {model.weights}")
+    print(f"torch {torch.__version__}, model {model.name} ({model.dim}-d), runtime {model.runtime}, "
+          f"dtype {str(model.dtype).removeprefix('torch.')}, weights: {model.weights}")
     if args.random_weights:
         print("!!! RANDOM WEIGHTS: vectors are meaningless; timings are those of the real architecture !!!")
     print(f"images: {args.images} JPEGs of {args.size} px (real photos), {args.threads} decode threads\n")

@@ -7,6 +7,7 @@ context it also prints the in-process JPEG decode limit (decode + resize on all 
 
     .venv/bin/python bench/modules_throughput.py                 # offline profile (MobileNetV2)
     .venv/bin/python bench/modules_throughput.py --profile clip --random-weights
+    .venv/bin/python bench/modules_throughput.py --runtimes auto,torch --endpoints semantic   # both runtimes
 
 The client runs on the same machine as the server and takes CPU from it; on a small machine the
 figures are a lower bound for the server alone.
@@ -57,9 +58,9 @@ def make_jpegs(count: int, longest_side: int, quality: int = 90) -> list[bytes]:
     return out
 
 
-def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(args: argparse.Namespace, runtime: str, port: int, log_path: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "deeplens", "serve", "modules", "--host", "127.0.0.1", "--port", str(port),
-            "--profile", args.profile, "--max-wait-ms", str(args.max_wait_ms)]
+            "--profile", args.profile, "--runtime", runtime, "--max-wait-ms", str(args.max_wait_ms)]
     if args.max_batch:
         argv += ["--max-batch", str(args.max_batch)]
     if args.random_weights:
@@ -127,6 +128,41 @@ def decode_limit(jpegs: list[bytes], threads: int) -> float:
         return len(jpegs) / (time.perf_counter() - started)
 
 
+def measure(args: argparse.Namespace, runtime_option: str, bodies: dict[int, list[bytes]]) -> list[tuple]:
+    """One server with `--runtime runtime_option`: a row per (endpoint, size, concurrency)."""
+    sizes = list(bodies)
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        server = start_server(args, runtime_option, port, Path(tmp) / "modules.log")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            meta = httpx.get(f"{url}/meta").json()
+            semantic = meta["models"]["semantic"]
+            runtime = f"{semantic['runtime']} on {semantic['device']}"
+            print(f"model: {semantic['model']} ({runtime}), weights: {semantic['weights']}; "
+                  f"batching: {meta['batching']}\n")
+            for endpoint in args.endpoints.split(","):
+                path = f"/{endpoint}/vectorize"
+                asyncio.run(run_load(url, path, bodies[sizes[0]][:8], 4))  # warm-up
+                for size in sizes:
+                    for concurrency in concurrencies:
+                        batches_before = batch_stats(url)
+                        seconds, latencies = asyncio.run(run_load(url, path, bodies[size], concurrency))
+                        batches_after = batch_stats(url)
+                        calls = batches_after[0] - batches_before[0]
+                        mean_batch = (batches_after[1] - batches_before[1]) / calls if calls else float("nan")
+                        p50, p95, p99 = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
+                        rows.append((runtime, path, f"{size}px", concurrency, len(latencies) / seconds, p50, p95, p99,
+                                     mean_batch))
+                        print(f"  done: {path} {size}px c={concurrency}", file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait(30)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES), default="offline")
@@ -138,10 +174,9 @@ def main() -> None:
     parser.add_argument("--endpoints", default="phash,semantic")
     parser.add_argument("--max-batch", type=int, default=None, help="default: the server's (8 on CPU, 32 on CUDA)")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument("--runtimes", default="auto", help="comma-separated `serve modules --runtime` values, one server each")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
-    endpoints = args.endpoints.split(",")
 
     cores = os.cpu_count() or 1
     print(f"machine: {platform.machine()}, {cores} CPU cores, {platform.platform()}; python {platform.python_version()}")
@@ -150,38 +185,15 @@ def main() -> None:
     jpegs = {size: make_jpegs(args.images, size) for size in sizes}
     bodies = {size: [json.dumps({"images": [base64.b64encode(j).decode()]}).encode() for j in jpegs[size]] for size in sizes}
 
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = start_server(args, port, Path(tmp) / "modules.log")
-        url = f"http://127.0.0.1:{port}"
-        try:
-            meta = httpx.get(f"{url}/meta").json()
-            print(f"model: {meta['models']['semantic']['model']} on {meta['models']['semantic']['device']}, "
-                  f"weights: {meta['models']['semantic']['weights']}; batching: {meta['batching']}\n")
-            for endpoint in endpoints:
-                path = f"/{endpoint}/vectorize"
-                asyncio.run(run_load(url, path, bodies[sizes[0]][:8], 4))  # warm-up
-                for size in sizes:
-                    for concurrency in concurrencies:
-                        batches_before = batch_stats(url)
-                        seconds, latencies = asyncio.run(run_load(url, path, bodies[size], concurrency))
-                        batches_after = batch_stats(url)
-                        calls = batches_after[0] - batches_before[0]
-                        mean_batch = (batches_after[1] - batches_before[1]) / calls if calls else float("nan")
-                        p50, p95, p99 = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
-                        rows.append((path, f"{size}px", concurrency, len(latencies) / seconds, p50, p95, p99, mean_batch))
-                        print(f"  done: {path} {size}px c={concurrency}", file=sys.stderr)
-        finally:
-            server.terminate()
-            server.wait(30)
+    rows = [row for runtime in args.runtimes.split(",") for row in measure(args, runtime, bodies)]
 
-    header = ("endpoint", "jpeg", "conc", "images/s", "p50 ms", "p95 ms", "p99 ms", "mean batch")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    header = ("runtime", "endpoint", "jpeg", "conc", "images/s", "p50 ms", "p95 ms", "p99 ms", "mean batch")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
-    for path, size, conc, rate, p50, p95, p99, mean_batch in rows:
+    for runtime, path, size, conc, rate, p50, p95, p99, mean_batch in rows:
         batch = f"{mean_batch:.1f}" if mean_batch == mean_batch else "-"
-        print(f"| {path} | {size} | {conc} | {rate:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {batch} |")
+        print(f"| {runtime} | {path} | {size} | {conc} | {rate:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {batch} |")
     print(f"\nJPEG decode limit in-process (draft decode + resize to {MODEL_INPUT}px, {cores} threads):")
     for size in sizes:
         print(f"  {size}px: {decode_limit(jpegs[size] * 2, cores):.0f} images/s")

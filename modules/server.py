@@ -29,6 +29,7 @@ def serve(
     torch_threads: int | None,
     api_key: str | None = None,
     json_logs: bool = False,
+    runtime: str = "auto",
 ) -> None:
     """`json_logs`: the caller made the root logger write JSON lines (`deeplens --log-format json`);
     uvicorn's start-up, error and access lines go there too, instead of its own text handlers."""
@@ -38,9 +39,10 @@ def serve(
     Image.MAX_IMAGE_PIXELS = config.max_pixels
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    model = load_semantic_model(profile, device, random_weights, cache_dir, clip_checkpoint)
+    model = load_semantic_model(profile, device, random_weights, cache_dir, clip_checkpoint, runtime)
     logging.getLogger("deeplens.modules").info(
-        "profile %s: %s (%d-d, weights: %s) on %s", profile, model.name, model.dim, model.weights, model.device
+        "profile %s: %s (%d-d, weights: %s) on %s, runtime %s",
+        profile, model.name, model.dim, model.weights, model.device, model.runtime,
     )
     app = create_app(model, profile, config, max_body_bytes)
     if api_key:

@@ -1,0 +1,92 @@
+"""ONNX Runtime for a profile's image tower on CPU.
+
+The tower is exported from torch once (`torch.onnx.export`) into the cache dir, under a name that
+carries the SHA-256 of the weights it was exported from, so new weights get a new file and nothing
+is ever downloaded. Untrained weights (--random-weights) differ at every start: they are exported
+in memory and never cached. ONNX Runtime's CPU provider runs MobileNetV2 several times faster than
+torch on CPU (bench/RESULTS.md, "ONNX Runtime on CPU").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnxruntime
+import torch
+
+log = logging.getLogger("deeplens.modules")
+
+# Part of the cached file's name: a later opset is a new export, never a stale file.
+OPSET = 17
+INPUT = "pixels"
+OUTPUT = "embedding"
+
+
+def weights_digest(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a weights file: what names its exports."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_export_path(cache_dir: Path, model_name: str, weights: Path) -> Path:
+    return cache_dir / "onnx" / f"{model_name}-{weights_digest(weights)}-opset{OPSET}.onnx"
+
+
+def _export(tower: torch.nn.Module, example: torch.Tensor, target) -> None:
+    # The TorchScript-based exporter: the torch.export-based default needs the onnxscript package
+    # and handles these convolution towers no better. Its deprecation warnings are said once here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            tower.eval(), (example,), target, dynamo=False, opset_version=OPSET,
+            input_names=[INPUT], output_names=[OUTPUT],
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+        )
+
+
+def exported_tower(tower: torch.nn.Module, example: torch.Tensor, cache_path: Path | None) -> bytes | str:
+    """The ONNX model of `tower` (float32, CPU): the file at `cache_path`, exported there first if it is
+    not yet; or, without a cache path, the model's bytes, exported in memory."""
+    tower = tower.to("cpu", torch.float32)
+    if cache_path is None:
+        buffer = io.BytesIO()
+        _export(tower, example, buffer)
+        return buffer.getvalue()
+    if not cache_path.is_file():
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("exporting the image tower to ONNX once: %s", cache_path)
+        # Written beside the target and renamed: two servers starting at once never read half a file.
+        fd, partial = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name, suffix=".partial")
+        os.close(fd)
+        try:
+            _export(tower, example, partial)
+            os.replace(partial, cache_path)
+        finally:
+            Path(partial).unlink(missing_ok=True)
+    return str(cache_path)
+
+
+class OnnxImageTower:
+    """Runs an exported tower on ONNX Runtime's CPU provider; called like the torch tower it replaces
+    (NCHW float32 batch in, one row per image out). Called from the model thread only."""
+
+    def __init__(self, model: bytes | str, threads: int):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle intra-op threads would otherwise spin between batches on the cores the decode pool needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        pixels = batch.to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: pixels})[0])
