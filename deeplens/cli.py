@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from pathlib import Path
 
@@ -129,18 +130,22 @@ def _weaviate_server_version(settings: Settings) -> str | None:
         key = settings.weaviate_key()
     except ValueError:  # a key file that cannot be read: `deeplens` commands say so
         key = None
-    meta = _get_json(f"{settings.weaviate_url}/v1/meta", key, settings.weaviate_headers,
-                     verify=str(settings.weaviate_ca_file) if settings.weaviate_ca_file else True)
+    try:
+        verify = ssl.create_default_context(cafile=settings.weaviate_ca_file) if settings.weaviate_ca_file else True
+    except OSError:  # a CA file that cannot be read: `deeplens` commands say so
+        return None
+    meta = _get_json(f"{settings.weaviate_url}/v1/meta", key, settings.weaviate_headers, verify)
     return meta.get("version") if meta else None
 
 
-def _get_json(url: str, key: str | None, headers: dict[str, str] | None = None, verify: bool | str = True) -> dict | None:
+def _get_json(url: str, key: str | None, headers: dict[str, str] | None = None,
+              verify: bool | ssl.SSLContext = True) -> dict | None:
     """The JSON answer of a GET with the service's bearer key; None when it does not answer it."""
     headers = {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
     try:
         response = httpx.get(url, headers=headers, timeout=2, verify=verify)
         return response.json() if response.is_success else None
-    except (httpx.HTTPError, ValueError, OSError):  # OSError: a CA file that cannot be read
+    except (httpx.HTTPError, ValueError):
         return None
 
 
