@@ -82,10 +82,10 @@ def image_paths(es: Elasticsearch, groups: list[Group]) -> dict[str, dict]:
 
 
 def publish(es: Elasticsearch, groups: list[Group]) -> Published:
-    """Replace the published copies with those of `groups`."""
+    """Replace the published copies with those of `groups` (the caller checked `check_ready` first,
+    before the grouping, which may take long)."""
     from deeplens.ingest.bulk import IndexingError, replace_index
 
-    check_ready(es)
     published_at = utcnow()
     # Index names are lowercase; the random part keeps two publishes in one second apart.
     publish_id = f"{published_at:%Y%m%dt%H%M%Sz}-{secrets.token_hex(3)}"

@@ -239,11 +239,6 @@ def scan(
     _remember_skipped(client, location.name, [listed[path] for path in not_images])
     no_longer_skipped = set(skipped) - still_skipped - set(not_images)  # deleted, or an image now
     _delete(client.collections.use(SKIPPED_COLLECTION), location.name, list(no_longer_skipped))
-    if elasticsearch is not None and (gone or summary.changed):
-        from deeplens.ingest.setup import rebuild_transforms
-
-        # Deleted and changed copies leave stale duplicate groups a continuous transform never revisits.
-        rebuild_transforms(elasticsearch.client)
     summary.seconds = round(time.monotonic() - started, 3)
     indexed = summary.new + summary.changed
     summary.images_per_second = round(indexed / summary.seconds, 2) if summary.seconds else 0.0

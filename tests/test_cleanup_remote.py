@@ -63,15 +63,21 @@ def library(count: int) -> dict[str, bytes]:
     return files
 
 
-@pytest.mark.parametrize("server_fixture", ["s3_server", "sftp_server", "smb_server"])
-def test_apply_and_undo_round_trip_byte_for_byte(env, server_fixture, request, tmp_path):
-    server = request.getfixturevalue(server_fixture)
-    url, fs, root = remote(server, f"cleanup-{server_fixture}")
-    upload(fs, root, library(3))
-    before = snapshot(fs, root)
+def scanned_library(env, server, folder: str, count: int) -> tuple[dict, object, str, dict[str, bytes]]:
+    """`count` photos and their copies uploaded to `folder` on the server, registered as location
+    'remote' and scanned: (env, file system, root, the files as uploaded)."""
+    url, fs, root = remote(server, folder)
+    upload(fs, root, library(count))
     env = add(env, server, "remote", url)
     # Concurrent reads through one paramiko session hang the scan (reported); the plan reads SFTP serially.
     run(env, "scan", "remote", *(["--workers", "1"] if server.protocol == "sftp" else []))
+    return env, fs, root, snapshot(fs, root)
+
+
+@pytest.mark.parametrize("server_fixture", ["s3_server", "sftp_server", "smb_server"])
+def test_apply_and_undo_round_trip_byte_for_byte(env, server_fixture, request, tmp_path):
+    server = request.getfixturevalue(server_fixture)
+    env, fs, root, before = scanned_library(env, server, f"cleanup-{server_fixture}", 3)
     plan_file = tmp_path / "plan.json"
     # The photos are older (uploaded first) only by milliseconds: say which copies to keep.
     run(env, "plan", "--out", str(plan_file), "--tiers", "exact", "--keep", "shorter")
@@ -98,11 +104,7 @@ def test_apply_and_undo_round_trip_byte_for_byte(env, server_fixture, request, t
 
 
 def test_kill_9_during_apply_then_apply_again_then_undo_restores_everything(env, s3_server, tmp_path):
-    url, fs, root = remote(s3_server, "cleanup-kill")
-    upload(fs, root, library(40))
-    before = snapshot(fs, root)
-    env = add(env, s3_server, "remote", url)
-    run(env, "scan", "remote")
+    env, fs, root, before = scanned_library(env, s3_server, "cleanup-kill", 40)
     plan_file = tmp_path / "plan.json"
     run(env, "plan", "--out", str(plan_file), "--tiers", "exact", "--keep", "shorter")
     plan = json.loads(plan_file.read_text())
@@ -137,11 +139,7 @@ def test_kill_9_during_apply_then_apply_again_then_undo_restores_everything(env,
 
 
 def test_quarantine_url_on_the_same_s3_store_round_trips_and_other_storage_is_refused(env, s3_server, tmp_path):
-    url, fs, root = remote(s3_server, "cleanup-custom-q")
-    upload(fs, root, library(2))
-    before = snapshot(fs, root)
-    env = add(env, s3_server, "remote", url)
-    run(env, "scan", "remote")
+    env, fs, root, before = scanned_library(env, s3_server, "cleanup-custom-q", 2)
     plan_file = tmp_path / "plan.json"
     refused = run(env, "plan", "--out", str(plan_file), "--tiers", "exact", "--quarantine", str(tmp_path / "trash"),
                   ok=False)

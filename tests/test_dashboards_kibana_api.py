@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -33,6 +32,7 @@ from click.testing import CliRunner
 
 from deeplens.dashboards.assemble import ndjson, source_objects
 from deeplens.dashboards.cli import dashboards
+from tests.servers.process import http_in_thread
 
 pytestmark = pytest.mark.elasticsearch  # the Elastic half (Kibana), against a local server
 
@@ -160,14 +160,8 @@ def _serve(fake: FakeKibana) -> Iterator[tuple[str, FakeKibana]]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", fake
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_in_thread(Handler) as url:
+        yield url, fake
 
 
 def _install(url: str, *args: str):

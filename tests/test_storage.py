@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import io
 import os
-import threading
 import time
 import tracemalloc
 import uuid
@@ -39,6 +38,7 @@ from deeplens.connectors.storage.globs import compile_glob, glob_match
 from deeplens.connectors.storage.sniffing import extension
 from deeplens.processes import free_port
 from tests.servers.plugin import StorageServer, azurite_connection_string
+from tests.servers.process import http_in_thread
 
 PROTOCOLS = ["file", "memory", "s3", "sftp", "smb", "http", "az", "gs"]
 SERVER_FIXTURES = {"s3": "s3_server", "sftp": "sftp_server", "smb": "smb_server", "http": "http_server",
@@ -422,14 +422,8 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky_http() -> Iterator[tuple[str, type[_FlakyHandler]]]:
     handler = type("Flaky", (_FlakyHandler,), {"gets": [], "failures": 2})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_in_thread(handler) as url:
+        yield url, handler
 
 
 @pytest.mark.storage

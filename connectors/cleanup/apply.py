@@ -191,10 +191,11 @@ class _Run:
         place, kept_place = self.places[action.location], self.places[group.keep.location]
         finished = False
         if quarantine is not None:
-            moved = quarantine.stat(action.path) is not None and sha256_of(quarantine, action.path) == action.sha256
+            copied = quarantine.stat(action.path) is not None
+            moved = copied and sha256_of(quarantine, action.path) == action.sha256
             if place.stat(action.path) is None:
                 finished = moved
-            elif quarantine.stat(action.path) is not None:
+            elif copied:
                 verify(place, action.path, action)  # the source is intact: the copy is ours, cut short or not
                 remove(quarantine, action.path)
         elif action.action == "delete":

@@ -58,6 +58,12 @@ def scan_command(names, scan_all, show_errors, workers, as_json) -> None:
                     failures.append(_stopped(location.name, exc))
                     continue
                 summaries.append(summary)
+            if elasticsearch is not None and any(s.deleted or s.changed for s in summaries):
+                from deeplens.ingest.setup import rebuild_transforms
+
+                # Deleted and changed copies leave stale duplicate groups a continuous transform never
+                # revisits: rebuilt once, after every location of the command is scanned.
+                rebuild_transforms(es)
     if as_json:
         echo_json([{k: v for k, v in s.__dict__.items() if k != "error_list"} for s in summaries])
     else:

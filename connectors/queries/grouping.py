@@ -28,8 +28,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from deeplens.connectors.modules_client import FeatureError, ModulesClient
 from deeplens.connectors.queries.backend import Backend, NotAnswered
@@ -306,6 +304,10 @@ def verification_order(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     keeps linked images close in a row). In simulated 10k-image candidate graphs (5 links an image)
     it cut the images a 4,096-image cache computes again by a fifth (random links) to a half (links
     between near points), against an order by id."""
+    # Here, not at the top: scipy.sparse adds ~0.1 s to every CLI start, and only this needs it.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
     ids = sorted({uuid for pair in pairs for uuid in pair})
     index = {uuid: i for i, uuid in enumerate(ids)}
     rows = [index[a] for a, _ in pairs]

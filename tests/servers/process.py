@@ -6,10 +6,26 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from deeplens.processes import log_tail
+
+
+@contextmanager
+def http_in_thread(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server of this process on a free loopback port, answering with `handler`: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class ServerStartError(RuntimeError):
