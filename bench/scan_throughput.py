@@ -6,7 +6,10 @@ photos-like JPEGs with `deeplens scan`, and prints images/s, images/min and a br
     the reader threads; module features and Weaviate writes summed over the writer threads);
   - module server time per route from its /metrics (sum of request seconds, requests, images),
     which shows what Weaviate's own module calls cost (`/semantic/vectorize`);
-  - CPU seconds and peak memory of each process (scan CLI, module server, Weaviate) from /proc.
+  - CPU seconds and peak memory of each process (scan CLI, module server, Weaviate) from /proc, and
+    CPU ms per image: on a machine shared with other work the wall-clock rate moves with the load,
+    the CPU an image costs much less, and 60,000 * cores / (total CPU ms per image) is the rate
+    the scan would reach with every core busy on it.
 Modes: `full` (named vectors semantic + phash; Weaviate asks the module server for `semantic`, one
 image per request), `precomputed` (`schema apply --vectors precomputed`: the scan fetches
 `semantic` with the pHashes, 32 images per `/v1/features` call) and `hash-only` (`schema apply
@@ -209,6 +212,17 @@ def main() -> None:
         cells += [f"{run['cpu'][name]:.1f}" for name in ("scan", "modules", "weaviate")]
         cells.append(" / ".join(f"{run['memory'][name]:.0f}" for name in ("scan", "modules", "weaviate")))
         print("| " + " | ".join(cells) + " |")
+
+    print("\nCPU ms per image (the whole scan command, start-up included) and the rate that CPU allows "
+          f"with all {os.cpu_count()} cores busy:\n")
+    print("| mode | images | scan | modules | Weaviate | total | images/min if CPU-bound |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for run in (run for run in runs if "summary" in run):
+        images = max(run["summary"]["new"], 1)
+        per_image = {name: 1000 * run["cpu"][name] / images for name in ("scan", "modules", "weaviate")}
+        total = sum(per_image.values())
+        print(f"| {run['mode']} | {images} | " + " | ".join(f"{ms:.2f}" for ms in per_image.values())
+              + f" | {total:.2f} | {60_000 * os.cpu_count() / total:.0f} |")
 
 
 if __name__ == "__main__":

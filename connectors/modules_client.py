@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import httpx
+import orjson
 
 from deeplens.config import Settings
 from deeplens.connectors.retry import retry
@@ -66,7 +67,8 @@ class ModulesClient:
             return []
         body = {"images": [{"id": str(i), "data": t} for i, t in enumerate(thumbnails)], "features": list(wanted)}
         response = retry(lambda: self._http.post("/v1/features", json=body).raise_for_status(), what="module server")
-        return [_parse(result) for result in response.json()["results"]]
+        # orjson: a chunk's embeddings are tens of thousands of floats, which json parses ~5x slower.
+        return [_parse(result) for result in orjson.loads(response.content)["results"]]
 
     def verify(self, images: list[str], pairs: list[tuple[int, int]], mirror: bool = True) -> list[dict | FeatureError]:
         """Geometric verification (POST /v1/verify) of each pair of base64 images (indexes into

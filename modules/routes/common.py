@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
+import orjson
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -80,6 +81,13 @@ async def read_body(request: Request, schema: type[Body]) -> Body:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, f"request does not match the {schema.__name__} contract: {problems}") from None
+
+
+def vectors_json(payload: dict) -> Response:
+    """An answer that carries embeddings, written by orjson (numpy arrays too): FastAPI's
+    jsonable_encoder walks every float and, with json.dumps, took ~2.5 CPU ms per 1280-d vector.
+    The numbers are the same as json's (shortest round-trip repr of the float64 values)."""
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def decode_all(images: list[str], field: str) -> list[bytes]:

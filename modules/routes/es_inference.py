@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from deeplens.modules import phash
-from deeplens.modules.routes.common import ApiError, Server, decode_all, image_vectors, read_body
+from deeplens.modules.routes.common import ApiError, Server, decode_all, image_vectors, read_body, vectors_json
 
 router = APIRouter()
 
@@ -37,4 +37,4 @@ async def es_embeddings(model_name: str, request: Request, server: Server):
         dims = server.engine.model.dim if model_name == "semantic" else phash.BITS
         return {"data": [{"embedding": [1.0] + [0.0] * (dims - 1)}]}
     vectors = await image_vectors(server, decode_all(inputs, "input"), "input", model_name)
-    return {"data": [{"embedding": vector} for vector in vectors]}
+    return vectors_json({"data": [{"embedding": vector} for vector in vectors]})

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from deeplens.modules import phash
 from deeplens.modules.images import BadImage
-from deeplens.modules.routes.common import Server, bad_image, decode_each, read_body
+from deeplens.modules.routes.common import Server, bad_image, decode_each, read_body, vectors_json
 
 router = APIRouter()
 
@@ -53,6 +54,7 @@ async def features(request: Request, server: Server):
     if "semantic" in wanted:
         vectors = await server.engine.embed([analysis for _, analysis in good])
         for (index, _), vector in zip(good, vectors):
-            results[index]["semantic"] = vector.tolist()
+            # float64: the same numbers in the JSON as the float32 values' tolist() gave before.
+            results[index]["semantic"] = vector.astype(np.float64)
     server.metrics.images.labels(route="features").inc(len(good))
-    return {"results": results, "features": sorted(wanted)}
+    return vectors_json({"results": results, "features": sorted(wanted)})

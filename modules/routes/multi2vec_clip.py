@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from deeplens.modules.meta import phash_meta, semantic_meta
-from deeplens.modules.routes.common import ApiError, Server, decode_all, image_vectors, read_body
+from deeplens.modules.routes.common import ApiError, Server, decode_all, image_vectors, read_body, vectors_json
 
 router = APIRouter()
 
@@ -32,7 +32,8 @@ async def semantic_vectorize(request: Request, server: Server):
     body = await read_body(request, VectorizeRequest)
     texts, images = body.texts or [], decode_all(body.images or [], "images")
     text_vectors = (await server.engine.embed_texts(texts)).tolist() if texts else []
-    return {"textVectors": text_vectors, "imageVectors": await image_vectors(server, images, "images", "semantic")}
+    return vectors_json({"textVectors": text_vectors,
+                         "imageVectors": await image_vectors(server, images, "images", "semantic")})
 
 
 @router.post("/phash/vectorize")
