@@ -9,13 +9,16 @@ the same separation of copies from look-alikes at a third of the time. ORB descr
 mirror invariant, so a pair that fails can be tried once more with B mirrored (duplicate grouping
 leaves that out: mirrored copies are pHash matches there, and look-alike pairs would cost twice).
 
-Verified when enough matches agree (MIN_INLIERS and MIN_INLIER_RATIO), the scale is sane, and the
+Verified when enough matches agree (MIN_INLIERS and MIN_INLIER_RATIO), the scale is sane, the
 matched region covers a real part of the smaller image (a shared logo or a patch of texture
-covers little). The settings were chosen on the tune split of bench/neardup alone (450 edited
-copies against their originals, 5,834 pairs of different images): 449 copies verified, no pair of
-different images (one drawn-scene pair reached 12 inliers, hence 13); about 1.3 ms an image for
-the features and 1.3 ms a pair on one core, at 256 px. The evidence says how: inliers, ratio, rotation, scale, mirror, and where A lies
-inside B and B inside A (boxes as fractions of the other's width and height).
+covers little), and, where both images are in colour, the aligned pictures agree in hue (see
+MAX_HUE_DISAGREEMENT). The geometric settings were chosen on the tune split of bench/neardup alone
+(450 edited copies against their originals, 5,834 pairs of different images): 449 copies verified,
+no pair of different images (one drawn-scene pair reached 12 inliers, hence 13); about 1.3 ms an
+image for the features and 1.3 ms a pair on one core, at 256 px. The colour rule was chosen on the
+tune splits of bench/neardup and bench/neardup2; it decodes both images again, only for pairs whose
+geometry holds. The evidence says how: inliers, ratio, rotation, scale, mirror, where A lies
+inside B and B inside A (boxes as fractions of the other's width and height), and the hues.
 """
 
 from __future__ import annotations
@@ -49,6 +52,21 @@ MAX_TILT_DEG = 15.0  # off the nearest multiple of 90 degrees
 # one scene, or two windows of one picture, overlap only in part: both stick out far.
 MAX_OVERHANG = 0.1
 VERIFY_SIZE = 256  # longest side the images are compared at: the size of the stored thumbnails
+# A copy keeps its colours. Different products shot in one studio (the same backdrop, light and
+# framing; bench/neardup2's product look-alikes and families) line up under one transform on the
+# backdrop, the floor shadow and similar outlines, but differ in colour. After the fit, both images
+# are smoothed (HUE_BLUR: misalignment of a perspective or aspect change) and, over the pixels
+# where both are coloured (chroma of HSV, S*V/255, at least MIN_CHROMA), the share whose hues
+# differ by more than HUE_TOLERANCE_DEG is the disagreement. Chosen on the tune splits' verified
+# candidate pairs (bench/RESULTS.md): copies against their source reach 0.15 (perspective), two
+# copies of one source 0.16 at their 99th percentile; two products of different colours on one
+# backdrop mostly 1.0. It does not tell two products of one colour apart. Greyscale copies have no
+# colour to compare and are left to the geometry.
+MAX_HUE_DISAGREEMENT = 0.4
+HUE_BLUR = 4.0  # pixels (sigma) at VERIFY_SIZE
+MIN_CHROMA = 25
+HUE_TOLERANCE_DEG = 30
+MIN_COLOURED = 0.02  # share of the overlap both must colour for the hues to count
 
 
 
@@ -68,6 +86,9 @@ class Verification:
     # unless the other's margin around it is uniform: then that other one is a bordered copy.
     derived: str | None = None  # "a", "b", or None (same frame: watermark, small rotation, ...)
     overhang: float | None = None  # how far the better contained frame sticks out of the other (fraction)
+    # Of the overlap's pixels coloured in both, the share whose hues disagree (see
+    # MAX_HUE_DISAGREEMENT); None where the geometry failed or one image has too little colour.
+    hue_disagreement: float | None = None
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -75,37 +96,38 @@ class Verification:
 
 class Keypoints:
     """One image ready to be matched: its ORB features, found once however many pairs it is part
-    of; the features of its mirror image only when a pair needs them. The grey levels are not kept
-    (a cached image would hold them for nothing): the rare pair that needs them (a verified crop or
-    border, to tell which side is edited; a mirrored retry) decodes them again."""
+    of; the features of its mirror image only when a pair needs them. The pixels are not kept (a
+    cached image would hold them for nothing): the pairs that need them (a geometric fit that
+    holds, for the colours and to tell which side is edited; a mirrored retry) decode them again."""
 
-    def __init__(self, gray: np.ndarray, decode_gray: Callable[[], np.ndarray]):
+    def __init__(self, rgb: np.ndarray, decode_rgb: Callable[[], np.ndarray]):
+        gray = _gray(rgb)
         self.shape = gray.shape
         keys, self.desc = _features(gray)
         self.points = np.float32([key.pt for key in keys]).reshape(-1, 2)
-        self._decode_gray = decode_gray
+        self._decode_rgb = decode_rgb
         self._mirrored: Keypoints | None = None
 
     @classmethod
     def of(cls, data: bytes, max_pixels: int) -> Keypoints:
         """Raises BadImage (from decoding) when the bytes are not a usable image."""
-        def decode_gray() -> np.ndarray:
+        def decode_rgb() -> np.ndarray:
             image = open_image(data, max_pixels, draft_to=VERIFY_SIZE, fit=True).image
             image.thumbnail((VERIFY_SIZE, VERIFY_SIZE), Image.Resampling.LANCZOS)
-            return np.asarray(image.convert("L"))
+            return np.asarray(image.convert("RGB"))
 
-        return cls(decode_gray(), decode_gray)
+        return cls(decode_rgb(), decode_rgb)
 
     @property
-    def gray(self) -> np.ndarray:
-        return self._decode_gray()
+    def rgb(self) -> np.ndarray:
+        return self._decode_rgb()
 
     def mirrored(self) -> Keypoints:
         if self._mirrored is None:  # two threads may both compute it: the same result, no harm
-            def decode_gray() -> np.ndarray:
-                return np.ascontiguousarray(self.gray[:, ::-1])
+            def decode_rgb() -> np.ndarray:
+                return np.ascontiguousarray(self.rgb[:, ::-1])
 
-            self._mirrored = Keypoints(decode_gray(), decode_gray)
+            self._mirrored = Keypoints(decode_rgb(), decode_rgb)
         return self._mirrored
 
 
@@ -134,6 +156,10 @@ class KeypointCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return made, False
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).convert("L"))  # Pillow's luma, as the features were tuned on
 
 
 def _features(gray: np.ndarray):
@@ -182,14 +208,47 @@ def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
         and abs((rotation + 45) % 90 - 45) <= MAX_TILT_DEG
         and coverage >= MIN_COVERAGE
     )
-    derived = None
+    derived = hue = None
+    if verified:  # the geometry holds: now the pixels are worth decoding
+        rgb_a, rgb_b = a.rgb, b.rgb
+        hue = _hue_disagreement(rgb_a, rgb_b, transform)
+        verified = hue is None or hue <= MAX_HUE_DISAGREEMENT
     if verified and _inside(box):
-        derived = "b" if _uniform_margin(b.gray, box, mirror) else "a"
+        derived = "b" if _uniform_margin(_gray(rgb_b), box, mirror) else "a"
     elif verified and _inside(box_in_a):
-        derived = "a" if _uniform_margin(a.gray, box_in_a, False) else "b"
+        derived = "a" if _uniform_margin(_gray(rgb_a), box_in_a, False) else "b"
     return Verification(verified, inliers, len(good), round(inliers / len(good), 3), round(coverage, 3),
                         round(rotation, 2), round(scale, 3), mirror, box, box_in_a, derived,
-                        round(overhang, 3))
+                        round(overhang, 3), None if hue is None else round(hue, 3))
+
+
+def _hue_disagreement(rgb_a: np.ndarray, rgb_b: np.ndarray, transform: np.ndarray) -> float | None:
+    """Of the pixels both images colour where they overlap, the share whose hues differ by more than
+    HUE_TOLERANCE_DEG; None when too few pixels are coloured in both (a greyscale copy). Compared in
+    the frame of the image that shows the picture smaller, so that neither is judged on detail the
+    other lacks."""
+    if math.hypot(transform[0, 0], transform[1, 0]) >= 1:  # B shows the picture larger: B into A
+        fixed, moving, warp = rgb_a, rgb_b, cv2.invertAffineTransform(transform)
+    else:
+        fixed, moving, warp = rgb_b, rgb_a, transform
+    height, width = fixed.shape[:2]
+    moved = cv2.warpAffine(moving, warp, (width, height), flags=cv2.INTER_AREA)
+    inside = cv2.warpAffine(np.ones(moving.shape[:2], np.uint8), warp, (width, height), flags=cv2.INTER_NEAREST)
+    inside = cv2.erode(inside, np.ones((7, 7), np.uint8)) > 0  # off the resampled edge
+    hue_fixed, coloured_fixed = _hue_and_colour(fixed)
+    hue_moved, coloured_moved = _hue_and_colour(moved)
+    both = inside & coloured_fixed & coloured_moved
+    if both.sum() < MIN_COLOURED * max(int(inside.sum()), 1):
+        return None
+    difference = np.abs(hue_fixed[both] - hue_moved[both])
+    difference = np.minimum(difference, 256 - difference) * 360 / 256  # hue is circular
+    return float((difference > HUE_TOLERANCE_DEG).mean())
+
+
+def _hue_and_colour(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hue (0..255, OpenCV's full range) of the smoothed image, and where it is coloured."""
+    hsv = cv2.cvtColor(cv2.GaussianBlur(rgb, (0, 0), HUE_BLUR), cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    return hsv[..., 0], hsv[..., 1] * hsv[..., 2] / 255 >= MIN_CHROMA
 
 
 INSIDE_SLACK = 0.03  # a frame counts as inside the other when it overshoots by at most this much

@@ -11,6 +11,7 @@ from deeplens.connectors.queries.grouping import (
     Hashes,
     Match,
     Member,
+    missed_members,
     verification_order,
     star_groups,
     turned_copies,
@@ -147,3 +148,16 @@ def test_verification_order_keeps_linked_pairs_together():
     assert sorted(ordered) == sorted(chain)
     families = [pair[0][0] for pair in ordered]
     assert families.count("a") == 6 and "".join(families) in ("a" * 6 + "b" * 6, "b" * 6 + "a" * 6)
+
+
+def test_an_image_that_matched_only_a_member_is_checked_against_the_kept_copy_once():
+    # o is kept with p, q and r; m (a crop, say) was verified only against p, so the star leaves it
+    # out. It is asked about o alone: never about p's other matches, never about a lone image.
+    images = {u: member(u, 1000) for u in ["o", "p", "q", "r", "m", "lone"]}
+    graph = {"o": {"p": near(2), "q": near(3), "r": near(4)}, "p": {"m": derived(20)}}
+    [group] = star_groups(images, graph)
+    assert group.members[0].uuid == "o" and "m" not in {x.uuid for x in group.members}
+    assert missed_members([group], graph) == [("m", "o")]
+    graph["m"]["o"] = graph["o"]["m"] = derived(18)  # verified: the next star takes it in
+    [group] = star_groups(images, graph)
+    assert {x.uuid for x in group.members} == {"o", "p", "q", "r", "m"} and missed_members([group], graph) == []

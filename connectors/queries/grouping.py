@@ -17,7 +17,8 @@ listed as `unverified` with the reason, and never grouped. A hash-only index has
 there, exact and near alone.
 
 Groups are stars (see star_groups): every member matched the kept copy itself, so unrelated
-images never chain into one group.
+images never chain into one group. An image left out because it matched only other members of a
+group is verified once against that group's kept copy (see missed_members).
 """
 
 from __future__ import annotations
@@ -252,9 +253,9 @@ def near_duplicates(
                 candidates[key] = min(cosine, candidates.get(key, cosine))
 
     result = NearDuplicates(groups=[])
-    if candidates:
-        on_total(len(images) + len(candidates))
-        for (a, b), cosine, outcome in _verify(backend, modules, candidates, workers, on_done):
+
+    def verify(pairs: dict[tuple[str, str], float | None]) -> None:
+        for (a, b), cosine, outcome in _verify(backend, modules, pairs, workers, on_done):
             evidence = Evidence(hashes[a].distance_to(hashes[b]), cosine,
                                 outcome if isinstance(outcome, dict) else None)
             if isinstance(outcome, str):
@@ -263,11 +264,38 @@ def near_duplicates(
                 graph.setdefault(a, {})[b] = Match("derived", evidence, verified_from=a)
             else:
                 result.similar.append(Pair(images[a], images[b], evidence))
+
+    if candidates:
+        on_total(len(images) + len(candidates))
+        verify(candidates)
     result.groups = star_groups(images, graph)
+    if semantic:
+        second = {pair: None for pair in missed_members(result.groups, graph) if pair not in candidates}
+        if second:
+            on_total(len(images) + len(candidates) + len(second))
+            verify(second)
+            result.groups = star_groups(images, graph)
     return result
 
 
-def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str, str], float],
+def missed_members(groups: list[Group], graph: dict[str, dict[str, Match]]) -> list[tuple[str, str]]:
+    """(kept copy, image) pairs worth one more verification: an image in no group that matched a
+    member of a group but not its kept copy. Groups are stars, so such an image stays out even when
+    it is a copy of the group's picture: its semantic candidates were other copies of it, never the
+    kept copy. Only the kept copy is asked, so this cannot chain either. Safe since verification
+    compares colours (modules/verify.py): before, different products shot in one studio passed the
+    geometric check, and this second check joined whole families of them (bench/RESULTS.md).
+    `graph` as star_groups left it: each match on both sides."""
+    grouped = {member.uuid: group.members[0].uuid for group in groups for member in group.members}
+    pairs = set()
+    for uuid, found in graph.items():
+        if uuid not in grouped:
+            for kept in {grouped[other] for other in found if other in grouped}:
+                pairs.add((kept, uuid) if kept < uuid else (uuid, kept))
+    return sorted(pairs)
+
+
+def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str, str], float | None],
             workers: int, on_done: Callable[[int], None]):
     """(pair, cosine, the verification dict or the reason it could not run) for each candidate."""
     pairs = verification_order(list(candidates))
@@ -371,6 +399,9 @@ def explain(
     summary = (f"{verification['inliers']} of {verification['matches']} feature matches agree on one transform "
                f"(rotation {verification['rotation_deg']} deg, scale {verification['scale']}, "
                f"{'mirrored' if verification['mirror'] else 'not mirrored'})")
+    if verification.get("hue_disagreement") is not None:  # a copy keeps its colours (modules/verify.py)
+        summary += (f"; once aligned, their hues differ on {verification['hue_disagreement']:.0%} of the pixels "
+                    "coloured in both")
     if verification["verified"]:
         return Explanation("derived", evidence, [*reasons, f"verified: {summary}"])
     return Explanation("similar", evidence, [*reasons, f"not verified: {summary}; it looks alike but is not a copy"])

@@ -1,0 +1,46 @@
+"""Geometric verification's colour rule (modules/verify.py, MAX_HUE_DISAGREEMENT): a copy keeps its
+colours; the same shapes in other colours (two products of one studio) are not a copy."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import skimage.data
+from PIL import Image
+
+from deeplens.modules.images import DEFAULT_MAX_PIXELS
+from deeplens.modules.verify import MAX_HUE_DISAGREEMENT, MIN_INLIERS, Keypoints, verify
+
+
+def keypoints(image: Image.Image) -> Keypoints:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return Keypoints.of(out.getvalue(), DEFAULT_MAX_PIXELS)
+
+
+def turn_hues(image: Image.Image, degrees: int) -> Image.Image:
+    """The same picture with every hue turned: shapes, shading and saturation unchanged."""
+    hsv = np.asarray(image.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + degrees * 256 // 360) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def test_a_crop_keeps_its_colours_and_a_recoloured_one_is_not_a_copy():
+    original = Image.fromarray(skimage.data.astronaut()).resize((256, 256))
+    crop = original.crop((20, 16, 236, 240))
+    source = keypoints(original)
+
+    copy = verify(source, keypoints(crop), mirror=False)
+    assert copy.verified and copy.hue_disagreement is not None and copy.hue_disagreement < 0.05, copy
+
+    recoloured = verify(source, keypoints(turn_hues(crop, 120)), mirror=False)
+    assert recoloured.inliers >= MIN_INLIERS and recoloured.coverage > 0.3  # the geometry alone would say copy
+    assert not recoloured.verified and recoloured.hue_disagreement > MAX_HUE_DISAGREEMENT, recoloured
+
+
+def test_a_greyscale_copy_has_no_colours_to_compare():
+    original = Image.fromarray(skimage.data.coffee()).resize((256, 171))
+    grey = original.crop((16, 10, 240, 160)).convert("L")
+    result = verify(keypoints(original), keypoints(grey), mirror=False)
+    assert result.verified and result.hue_disagreement is None, result
