@@ -5,6 +5,7 @@ from __future__ import annotations
 import weaviate
 from weaviate.classes.query import Filter
 
+from deeplens.connectors.weaviate_client import use_collection
 from deeplens.schema.models import StorageLocation, location_id
 from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION, from_properties, to_properties
 
@@ -15,7 +16,7 @@ class UnknownLocation(KeyError):
 
 
 def save_location(client: weaviate.WeaviateClient, location: StorageLocation) -> None:
-    collection = client.collections.use(LOCATION_COLLECTION)
+    collection = use_collection(client, LOCATION_COLLECTION)
     uuid = location_id(location.name)
     properties = to_properties(location)
     if collection.data.exists(uuid):
@@ -25,14 +26,14 @@ def save_location(client: weaviate.WeaviateClient, location: StorageLocation) ->
 
 
 def get_location(client: weaviate.WeaviateClient, name: str) -> StorageLocation:
-    found = client.collections.use(LOCATION_COLLECTION).query.fetch_object_by_id(location_id(name))
+    found = use_collection(client, LOCATION_COLLECTION).query.fetch_object_by_id(location_id(name))
     if found is None:
         raise UnknownLocation(name)
     return from_properties(StorageLocation, found.properties)
 
 
 def list_locations(client: weaviate.WeaviateClient) -> list[StorageLocation]:
-    collection = client.collections.use(LOCATION_COLLECTION)
+    collection = use_collection(client, LOCATION_COLLECTION)
     locations = [from_properties(StorageLocation, obj.properties) for obj in collection.iterator()]
     return sorted(locations, key=lambda location: location.name)
 
@@ -43,12 +44,12 @@ def remove_location(client: weaviate.WeaviateClient, name: str, purge: bool) -> 
     deleted = _delete_location_objects(client, IMAGE_COLLECTION, name) if purge else 0
     # What scans remembered of its non-images is bookkeeping of this registration only.
     _delete_location_objects(client, SKIPPED_COLLECTION, name)
-    client.collections.use(LOCATION_COLLECTION).data.delete_by_id(location_id(name))
+    use_collection(client, LOCATION_COLLECTION).data.delete_by_id(location_id(name))
     return deleted
 
 
 def _delete_location_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> int:
-    collection = client.collections.use(collection_name)
+    collection = use_collection(client, collection_name)
     deleted = 0
     while True:  # one call deletes at most QUERY_MAXIMUM_RESULTS objects
         result = collection.data.delete_many(where=Filter.by_property("location").equal(location))

@@ -6,6 +6,15 @@ channel credentials; weaviate-client's HTTP side trusts only certifi or the SSL_
 environment variable (its httpx clients are built with trust_env; weaviate/config.py,
 AdditionalConfig.trust_env), so the process gets a bundle of certifi's roots plus that CA: public
 endpoints (an OIDC provider, a module server) stay trusted.
+
+Consistency on a Weaviate cluster whose collections keep several copies of each object
+(`--replication-factor`): DeepLens reads and writes at ONE, through `use_collection()`. Weaviate's
+defaults are QUORUM for writes and reads by id and ONE for searches (weaviate v1.39.3
+adapters/repos/db/index.go:4413-4420, 2602); with two copies QUORUM means both, so one node down
+fails every write to a shard with a copy on it. The index is derived from storage and every scan
+compares the two again, so a write that reached one copy is enough: Weaviate's asynchronous
+replication copies it to the other node once that is back, and until then reads at ONE answer
+from the copy that has it. On a single Weaviate (one copy) all levels are the same.
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ from pathlib import Path
 import certifi
 import grpc
 import weaviate
+from weaviate.classes.config import ConsistencyLevel
 from weaviate.classes.init import AdditionalConfig, Auth, GrpcConfig, Timeout
+from weaviate.collections import Collection
 from weaviate.exceptions import AuthenticationFailedError, UnexpectedStatusCodeError, WeaviateBaseError
 
 from deeplens.config import Settings
@@ -70,6 +81,11 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
         raise DatabaseUnavailable(_refused(settings, key, oidc_secret, exc)) from None
     except WeaviateBaseError as exc:
         raise _unreachable(settings, exc) from None
+
+
+def use_collection(client: weaviate.WeaviateClient, name: str) -> Collection:
+    """A collection that DeepLens reads and writes at consistency ONE (see the module's docstring)."""
+    return client.collections.use(name).with_consistency_level(ConsistencyLevel.ONE)
 
 
 def _refused(settings: Settings, key: str | None, oidc_secret: str | None, exc: Exception) -> str:

@@ -45,8 +45,12 @@ def main(ctx: click.Context, **options) -> None:
 @click.option("--profile", type=click.Choice(list(PROFILES)),
               help=f"Model profile. Env: DEEPLENS_PROFILE [{DEFAULT_PROFILE}]. {PROFILES_HELP}.")
 @click.option("--random-weights", is_flag=True, default=None, help="Untrained weights, plumbing tests only.")
+@click.option("--nodes", type=click.IntRange(min=1), default=None,
+              help="Weaviate nodes, as one cluster on this host: node i serves HTTP and gRPC on the configured ports "
+                   "+ i. Fixed for a data dir when it first starts. Collections get copies on several nodes with "
+                   "DEEPLENS_WEAVIATE_REPLICATION_FACTOR or `schema apply --replication-factor`. [1, or the data dir's]")
 @click.pass_context
-def up(ctx: click.Context, profile: str | None, random_weights: bool | None) -> None:
+def up(ctx: click.Context, profile: str | None, random_weights: bool | None, nodes: int | None) -> None:
     """Start the embedded stack (module server, then Weaviate) in the background; idempotent."""
     settings = settings_of(ctx)
     if profile:
@@ -55,7 +59,7 @@ def up(ctx: click.Context, profile: str | None, random_weights: bool | None) -> 
         settings.random_weights = True
     stack = Stack(settings)
     try:
-        stack.up(progress=lambda line: click.echo(line, err=True))
+        stack.up(progress=lambda line: click.echo(line, err=True), nodes=nodes)
     except (ServiceError, WeaviateUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Stack is up (data dir {stack.settings.data_dir}). Stop it with `deeplens down`.")

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     weaviate_headers: dict[str, str] = Field(
         default_factory=dict, description="Extra HTTP headers (and gRPC metadata) for Weaviate, as a JSON object."
     )
+    weaviate_replication_factor: int | None = Field(
+        default=None, ge=1,
+        description="Copies of each object that new DeepLens collections keep on a Weaviate cluster "
+                    "(unset: Weaviate's default, one).",
+    )
     es_url: str | None = None
     es_api_key: SecretStr | None = None
     es_username: str | None = None

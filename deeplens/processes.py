@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,6 +24,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports free for TCP and UDP (memberlist gossips over both),
+    taken below Linux's default ephemeral range (32768-60999) so that outgoing connections do not
+    land in the block later."""
+    for base in random.sample(range(20000, 32000 - count, 10), 50):
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    sockets.append(socket.socket(socket.AF_INET, kind))
+                    sockets[-1].bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise ServiceError(f"No {count} consecutive free ports between 20000 and 32000 on {host}; free some and retry.")
 
 
 def port_in_use(host: str, port: int) -> bool:

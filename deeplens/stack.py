@@ -2,10 +2,12 @@
 
 Everything lives in the data dir: Weaviate's data, pid/state and log files, and the internal
 ports Weaviate's cluster layer uses (kept stable so its Raft state stays valid across restarts).
+`up --nodes N` starts N Weaviate nodes on this host as one cluster instead of one Weaviate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -14,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deeplens.config import WEAVIATE_VERSION, Settings
-from deeplens.processes import Service, ServiceError, free_port
+from deeplens.processes import Service, ServiceError, free_port, free_port_block
 from deeplens.weaviate_binary import Progress, resolve_weaviate_binary
 
 WEAVIATE_START_TIMEOUT = 120.0
 MODULES_START_TIMEOUT = 300.0  # loading CLIP weights on a slow disk takes a while
 INTERNAL_PORTS = ("gossip", "data", "raft", "raft_rpc")
+NODE_PORT_SPACING = 10  # node i's internal ports start at the block's first port + 10 i
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,59 @@ def weaviate_service(
         ports=[(host, ports.http), (host, ports.grpc)],
         version=WEAVIATE_VERSION,
     )
+
+
+def cluster_ports(http: int, grpc: int, internal_base: int, nodes: int) -> list[WeaviatePorts]:
+    """The ports of each node of a cluster on one host: HTTP and gRPC count up from the first
+    node's (8080, 8081, ... and 50051, 50052, ... by default); the internal ones sit in a block of
+    ten per node. On one host (CLUSTER_IN_LOCALHOST) Weaviate finds a peer's Raft RPC port at its
+    Raft port + 1 (weaviate v1.39.3 cluster/resolver/rpc.go:39-53) and, when a peer has published
+    none, its data port at its gossip port + 1 (usecases/cluster/state.go:144-149)."""
+    ports = []
+    for index in range(nodes):
+        base = internal_base + NODE_PORT_SPACING * index
+        ports.append(WeaviatePorts(http=http + index, grpc=grpc + index, gossip=base, data=base + 1,
+                                   raft=base + 2, raft_rpc=base + 3))
+    return ports
+
+
+def weaviate_cluster(
+    binary: Path, data_dir: Path, run_dir: Path, host: str, nodes: list[WeaviatePorts], modules_url: str, api_key: str
+) -> list[Service]:
+    """One service per node: each a single-node Weaviate (same key, modules and settings) with
+    Weaviate's own clustering settings on top. Names of the variables: weaviate v1.39.3
+    usecases/config/environment.go:2081 (CLUSTER_HOSTNAME), 2085 (CLUSTER_JOIN), 2106
+    (CLUSTER_IN_LOCALHOST), 1583 (RAFT_JOIN), 1598 (RAFT_BOOTSTRAP_EXPECT)."""
+    names = [f"node{index}" for index in range(len(nodes))]
+    raft_join = ",".join(f"{name}:{ports.raft}" for name, ports in zip(names, nodes))
+    services = []
+    for index, (name, ports) in enumerate(zip(names, nodes)):
+        node = weaviate_service(binary, data_dir / f"weaviate-{name}", run_dir, host, ports, modules_url, api_key)
+        env = {
+            **node.env,
+            "CLUSTER_HOSTNAME": name,
+            # Peers on one host: memberlist's local timings, and peer ports looked up per node
+            # (from RAFT_JOIN) instead of one port shared by all hosts.
+            "CLUSTER_IN_LOCALHOST": "true",
+            "RAFT_JOIN": raft_join,
+            "RAFT_BOOTSTRAP_EXPECT": str(len(nodes)),
+            # Copies are compared every 5 s instead of every 30 s (environment.go:1174;
+            # adapters/repos/db/shard_async_replication.go:54): cheap over loopback, and a node
+            # that was down has caught up within seconds of being back.
+            "ASYNC_REPLICATION_FREQUENCY": "5s",
+            # Data requests look collections up in this node's copy of the schema (Raft keeps one on
+            # every node) instead of asking the Raft leader each time (Weaviate's default, LeaderOnly:
+            # usecases/config/runtime/collection_retrieval_strategy.go:17-21, configure_api.go:732-738),
+            # so they go on while a killed leader is replaced, or a loaded host holds an election.
+            "COLLECTION_RETRIEVAL_STRATEGY": "LocalOnly",
+        }
+        if index:
+            # The others join the first node's gossip; they keep retrying it while the cluster is
+            # short of a member (usecases/cluster/state.go:320-327), so a restarted first node is found again.
+            env["CLUSTER_JOIN"] = f"{host}:{nodes[0].gossip}"
+        internal = [(host, getattr(ports, port)) for port in INTERNAL_PORTS]
+        services.append(dataclasses.replace(node, name=f"weaviate-{name}", env=env, ports=node.ports + internal))
+    return services
 
 
 def modules_service(
@@ -151,6 +207,50 @@ class Stack:
             self.api_key(),
         )
 
+    @property
+    def cluster_path(self) -> Path:
+        return self.settings.data_dir / "weaviate-cluster.json"
+
+    def recorded_nodes(self) -> int | None:
+        """How many nodes the cluster `up --nodes` created in this data dir has; None: no cluster."""
+        try:
+            return json.loads(self.cluster_path.read_text())["nodes"]
+        except FileNotFoundError:
+            return None
+
+    def weaviate_nodes(self, nodes: int | None, progress: Progress = print) -> list[Service]:
+        """The Weaviate services of this data dir: one Weaviate, or the nodes of its cluster.
+        nodes: None keeps what the data dir holds (one Weaviate when it holds nothing yet)."""
+        recorded = self.recorded_nodes()
+        if recorded is None and nodes in (None, 1):
+            return [self.weaviate(progress)]
+        ports = self.cluster_node_ports(nodes or recorded)
+        binary = resolve_weaviate_binary(self.settings, progress)
+        return weaviate_cluster(binary, self.settings.data_dir, self.run_dir, self.settings.weaviate_host, ports,
+                                self.settings.modules_url, self.api_key())
+
+    def cluster_node_ports(self, nodes: int) -> list[WeaviatePorts]:
+        """The ports of the cluster's nodes; the first call records the cluster in the data dir,
+        later ones refuse another number of nodes."""
+        recorded = self.recorded_nodes()
+        if recorded is None:
+            if (self.settings.data_dir / "weaviate").exists():
+                raise ServiceError(
+                    f"The data dir {self.settings.data_dir} holds a single-node Weaviate; its data cannot move "
+                    "into a cluster. Start the cluster in a new data dir (--data-dir), then scan into it."
+                )
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            internal_base = free_port_block(NODE_PORT_SPACING * nodes)
+            self.cluster_path.write_text(json.dumps({"nodes": nodes, "internal_base": internal_base}, indent=2))
+        elif nodes != recorded:
+            raise ServiceError(
+                f"The data dir {self.settings.data_dir} holds a {recorded}-node Weaviate cluster; its Raft "
+                f"membership was fixed when it first started. Run `deeplens up --nodes {recorded}` (or `deeplens up`), "
+                "or start a cluster of another size in a new data dir (--data-dir)."
+            )
+        internal_base = json.loads(self.cluster_path.read_text())["internal_base"]
+        return cluster_ports(self.settings.weaviate_port, self.settings.weaviate_grpc_port, internal_base, nodes)
+
     def recorded_services(self) -> list[Service]:
         """Services this data dir started, rebuilt from their state files (no binary lookup)."""
         services = []
@@ -162,24 +262,30 @@ class Stack:
             )
         return services
 
-    def up(self, progress: Progress = print) -> list[Service]:
-        # Weaviate's modules wait for the inference server at start-up, so it goes first.
-        plan = [(self.modules(), MODULES_START_TIMEOUT), (self.weaviate(progress), WEAVIATE_START_TIMEOUT)]
+    def up(self, progress: Progress = print, nodes: int | None = None) -> list[Service]:
+        # Weaviate's modules wait for the inference server at start-up, so it goes first. The nodes
+        # of a cluster start together: each is ready only once the Raft cluster has formed.
+        plan = [[(self.modules(), MODULES_START_TIMEOUT)],
+                [(node, WEAVIATE_START_TIMEOUT) for node in self.weaviate_nodes(nodes, progress)]]
         started: list[Service] = []
         try:
-            for service, timeout in plan:
-                if service.recorded() is not None:
-                    progress(f"{service.name}: already running, {service.ready_url}")
-                    continue
-                service.start()
-                started.append(service)
-                service.wait_ready(timeout)
-                progress(f"{service.name}: started, ready at {service.ready_url}")
+            for group in plan:
+                starting = []
+                for service, timeout in group:
+                    if service.recorded() is not None:
+                        progress(f"{service.name}: already running, {service.ready_url}")
+                        continue
+                    service.start()
+                    started.append(service)
+                    starting.append((service, timeout))
+                for service, timeout in starting:
+                    service.wait_ready(timeout)
+                    progress(f"{service.name}: started, ready at {service.ready_url}")
         except ServiceError:
             for service in started:  # only what this call started
                 service.stop()
             raise
-        return [service for service, _ in plan]
+        return [service for group in plan for service, _ in group]
 
     def down(self, progress: Progress = print) -> int:
         stopped = 0

@@ -16,6 +16,10 @@ similarity search. Weaviate cannot store an object without one of its collection
 (an empty module vector fails with "insert called with nil-vector"), so the choice is made when
 the collection is created.
 DeepLensLocation: the storage location registry (no vectors).
+On a Weaviate cluster every collection is split into one shard per node (Weaviate's default when
+it is created: weaviate v1.39.3 usecases/sharding/config/config.go:39-41); a replication factor
+above 1 keeps that many copies of each shard on different nodes, so reads and scans go on while a
+node is down.
 """
 
 from __future__ import annotations
@@ -90,13 +94,17 @@ def image_vectors(modules_url: str, hash_only: bool = False, mode: VectorMode = 
 
 
 def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: bool | None = None,
-                 vectors: Literal["auto", "modules", "precomputed"] = "auto") -> list[str]:
+                 vectors: Literal["auto", "modules", "precomputed"] = "auto",
+                 replication_factor: int | None = None) -> list[str]:
     """Create missing collections, add missing properties; refuse incompatible ones. Returns what changed.
 
     hash_only: None keeps an existing image collection as it is (and creates a full one);
     True/False asks for that kind and refuses an existing collection of the other kind.
     vectors: the vector mode of a new image collection; `auto` keeps an existing one's, and for a new
-    one checks what Weaviate can do. `modules` fails, saying what to change, when Weaviate cannot."""
+    one checks what Weaviate can do. `modules` fails, saying what to change, when Weaviate cannot.
+    replication_factor: copies of each object in new collections; None keeps existing ones as they
+    are and creates new ones with Weaviate's default (one copy); a number refuses existing
+    collections with another factor."""
     changes = []
     wanted = {
         IMAGE_COLLECTION: properties_of(ImageRecord),
@@ -105,17 +113,28 @@ def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: b
     }
     for name, props in wanted.items():
         if not client.collections.exists(name):
+            replication = _replication(client, replication_factor)
+            copies = f" with {replication_factor} copies of each object" if replication else ""
             if name == IMAGE_COLLECTION:
                 mode, why = _new_collection_mode(client, modules_url, vectors)
-                client.collections.create(name, properties=props,
+                client.collections.create(name, properties=props, replication_config=replication,
                                           vector_config=image_vectors(modules_url, bool(hash_only), mode))
-                changes.append(f"created collection {name}{' (hash-only)' if hash_only else ''} with {mode} vectors: {why}")
+                changes.append(f"created collection {name}{' (hash-only)' if hash_only else ''}{copies} "
+                               f"with {mode} vectors: {why}")
             else:
-                client.collections.create(name, properties=props)
-                changes.append(f"created collection {name}")
+                client.collections.create(name, properties=props, replication_config=replication)
+                changes.append(f"created collection {name}{copies}")
             continue
         collection = client.collections.use(name)
         config = collection.config.get()
+        if replication_factor is not None and config.replication_config.factor != replication_factor:
+            raise SchemaConflict(
+                f"{name} keeps {config.replication_config.factor} copies of each object, not {replication_factor}: "
+                "the factor is set when a collection is created, and raising it later needs the new copies made "
+                f"first with Weaviate's replica operations. Use --replication-factor {config.replication_config.factor} "
+                f"(DEEPLENS_WEAVIATE_REPLICATION_FACTOR={config.replication_config.factor}), or delete the collection "
+                "(this deletes its data) and scan again."
+            )
         existing = {prop.name: prop for prop in config.properties}
         for prop in props:
             have = existing.get(prop.name)
@@ -149,6 +168,27 @@ def _vectors_of(config) -> ImageVectors:
     phash = have.get(PHASH_VECTOR)
     self_provided = phash is not None and phash.vectorizer.vectorizer == wvc.config.Vectorizers.NONE
     return ImageVectors(hash_only=SEMANTIC_VECTOR not in have, mode="precomputed" if self_provided else "modules")
+
+
+def _replication(client: weaviate.WeaviateClient, factor: int | None) -> wvc.config.ReplicationConfigCreate | None:
+    """The replication of a new collection: None (Weaviate's default, one copy) for a factor of
+    None or 1. With more copies, Weaviate's asynchronous replication brings a node that was down
+    up to date in the background (on for every factor above 1: weaviate v1.39.3
+    adapters/repos/db/index.go:1812-1814), and when one copy holds an object that another deleted,
+    the later of the two wins, so a path deleted while a node was down does not come back (that
+    strategy is Weaviate's default too, usecases/schema/class.go:741-743; said here for older ones)."""
+    if factor is None or factor == 1:
+        return None
+    nodes = len(client.cluster.nodes())
+    if factor > nodes:
+        raise SchemaConflict(
+            f"A replication factor of {factor} needs at least {factor} Weaviate nodes; this Weaviate has {nodes}. "
+            f"Start a cluster (`deeplens up --nodes {factor}` in a new data dir) or lower --replication-factor "
+            "(DEEPLENS_WEAVIATE_REPLICATION_FACTOR)."
+        )
+    return wvc.config.Configure.replication(
+        factor=factor, deletion_strategy=wvc.config.ReplicationDeletionStrategy.TIME_BASED_RESOLUTION,
+    )
 
 
 class NoSemanticVectors(RuntimeError):

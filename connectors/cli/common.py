@@ -43,7 +43,8 @@ def weaviate_database(apply: bool = True):
         raise click.ClickException(str(exc)) from None
     try:
         if apply:
-            for change in apply_schema(client, current.modules_url):
+            for change in apply_schema(client, current.modules_url,
+                                       replication_factor=current.weaviate_replication_factor):
                 click.echo(change, err=True)  # first use: which vector mode was chosen, and why
         yield client
     except EXPLAINED as exc:

@@ -22,15 +22,21 @@ def schema_group() -> None:
                    "(GraphQL nearImage/nearText work for anyone); precomputed: the scan writes them (any Weaviate, "
                    "managed ones included); auto: modules when Weaviate has multi2vec-clip and reaches the module "
                    "server, else precomputed, saying why.")
-def schema_apply(hash_only: bool, vectors: str) -> None:
+@click.option("--replication-factor", type=click.IntRange(min=1), default=None,
+              help="On a Weaviate cluster: copies of each object, each on another node (2 or more keep reads and "
+                   "scans going while a node is down). Env: DEEPLENS_WEAVIATE_REPLICATION_FACTOR [Weaviate's default, 1].")
+def schema_apply(hash_only: bool, vectors: str, replication_factor: int | None) -> None:
     """Create or update the collections; idempotent; refuses incompatible existing ones.
 
     Other commands create the full collection (semantic + phash vectors, --vectors auto) when none
-    exists; run `deeplens schema apply` with --hash-only or --vectors before the first scan to choose.
+    exists; run `deeplens schema apply` with --hash-only, --vectors or --replication-factor before the
+    first scan to choose.
     """
+    current = settings()
     with weaviate_database(apply=False) as client:
         try:
-            changes = apply_schema(client, settings().modules_url, hash_only=True if hash_only else None, vectors=vectors)
+            changes = apply_schema(client, current.modules_url, hash_only=True if hash_only else None, vectors=vectors,
+                                   replication_factor=replication_factor or current.weaviate_replication_factor)
         except SchemaConflict as exc:
             raise click.ClickException(str(exc)) from None
     click.echo("\n".join(changes) if changes else "Schema is up to date.")

@@ -17,6 +17,7 @@ from deeplens.connectors.modules_client import FeatureError, ModulesClient
 from deeplens.connectors.queries.backend import (
     MEMBER_FIELDS, RESULT_FIELDS, THUMBNAIL_FIELDS, Hit, Indexed, NotAnswered,
 )
+from deeplens.connectors.weaviate_client import use_collection
 from deeplens.modules.phash import hex_to_vector
 from deeplens.schema.weaviate import (
     IMAGE_COLLECTION, PHASH_VECTOR, SEMANTIC_VECTOR, ImageVectors, NoSemanticVectors, image_vectors_in_use,
@@ -31,7 +32,7 @@ class WeaviateBackend:
     def __init__(self, client: weaviate.WeaviateClient, modules: ModulesClient):
         self.client = client
         self.modules = modules  # embeds query images for a precomputed collection
-        self.collection = client.collections.use(IMAGE_COLLECTION)
+        self.collection = use_collection(client, IMAGE_COLLECTION)
 
     @cached_property
     def vectors(self) -> ImageVectors:
