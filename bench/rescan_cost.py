@@ -66,11 +66,11 @@ def main() -> None:
                 missing = size - images.aggregate.over_all(total_count=True).total_count
                 if missing > 0:
                     insert_synthetic(images, maker, missing)
-                one_query = timed(lambda: scanning.known_objects(client, IMAGE_COLLECTION, "small"))
+                one_query = timed(lambda: list(scanning.known_objects(client, IMAGE_COLLECTION, "small")))
                 limit = scanning.ONE_QUERY
                 scanning.ONE_QUERY = SMALL // 2  # the cursor path, as for a location over ONE_QUERY objects
                 try:
-                    cursor = timed(lambda: scanning.known_objects(client, IMAGE_COLLECTION, "small"), repeat=1)
+                    cursor = timed(lambda: list(scanning.known_objects(client, IMAGE_COLLECTION, "small")), repeat=1)
                 finally:
                     scanning.ONE_QUERY = limit
                 rescan = timed(lambda: stack("scan", "small"), repeat=1)

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 
 import weaviate
 from elastic_transport import TransportError
@@ -33,10 +32,12 @@ from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateBaseError, WeaviateQueryError
 
 from deeplens.connectors import storage
+from deeplens.connectors.changes import Changes
 from deeplens.connectors.extract import extract
 from deeplens.connectors.modules_client import IDENTITY, FeatureError, ModulesClient
 from deeplens.connectors.registry import save_location
 from deeplens.connectors.retry import retry
+from deeplens.connectors.weaviate_client import use_collection
 from deeplens.modules.images import BadImage
 from deeplens.modules.phash import hex_to_vector
 from deeplens.schema.models import ImageRecord, SkippedFile, StorageLocation, fields, image_id, utcnow
@@ -52,6 +53,7 @@ READ_AHEAD = 8  # chunks read ahead of the database writes: bounds memory when t
 WRITERS = 3  # chunks being vectorized and written at once (bench/RESULTS.md: one left the CPU idle)
 _SUMMARY_LOCK = threading.Lock()
 KEPT_ERRORS = 1000  # per-file errors stored on the location after a scan
+DELETE_BATCH = 500  # objects per delete (and per write of skipped files) in Weaviate and Elasticsearch
 # What change detection compares; the images and the skipped non-images both have these fields.
 CHANGE_FIELDS = fields(SkippedFile, "location", "path", "size_bytes", "modified_at", "etag")
 
@@ -110,40 +112,25 @@ class ElasticsearchTarget:
         return self.pipeline == INFERENCE_PIPELINE
 
 
-def known_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> dict[str, dict]:
-    """path -> size/mtime/etag of what a collection holds for the location. A location of at most
-    ONE_QUERY objects comes in one filtered query, so rescanning a small location costs what the
-    location holds, not the whole index; a larger one is read by the cursor over the collection
-    (Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS, 10,000
-    by default), keeping the location's objects."""
-    collection = client.collections.use(collection_name)
+def known_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> Iterator[dict]:
+    """path, size/mtime/etag of each object a collection holds for the location, streamed. A
+    location of at most ONE_QUERY objects comes in one filtered query, so rescanning a small
+    location costs what the location holds, not the whole index; a larger one is read by the
+    cursor over the collection (Weaviate's cursor takes no filter, and offset paging stops at
+    QUERY_MAXIMUM_RESULTS, 10,000 by default), keeping the location's objects."""
+    collection = use_collection(client, collection_name)
     mine = Filter.by_property("location").equal(location)
     try:
         found = collection.query.fetch_objects(filters=mine, limit=ONE_QUERY, return_properties=CHANGE_FIELDS).objects
-        if len(found) < ONE_QUERY:
-            return {obj.properties["path"]: obj.properties for obj in found}
     except WeaviateQueryError:  # a Weaviate whose QUERY_MAXIMUM_RESULTS is set below ONE_QUERY
-        pass
-    known = {}
+        found = None
+    if found is not None and len(found) < ONE_QUERY:
+        yield from (obj.properties for obj in found)
+        return
+    found = None  # the cursor reads them again
     for obj in collection.iterator(return_properties=CHANGE_FIELDS):
-        props = obj.properties
-        if props.get("location") == location:
-            known[props["path"]] = props
-    return known
-
-
-def _unchanged(listed: storage.ListedObject, known: dict | None) -> bool:
-    if known is None:
-        return False
-    if listed.etag and known.get("etag"):
-        return listed.etag == known["etag"] and listed.size_bytes == known.get("size_bytes")
-    return listed.size_bytes == known.get("size_bytes") and _same_time(listed.modified_at, known.get("modified_at"))
-
-
-def _same_time(a: datetime | None, b: datetime | None) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return abs((a - b).total_seconds()) < 0.001  # Weaviate keeps milliseconds
+        if obj.properties.get("location") == location:
+            yield obj.properties
 
 
 def scan(
@@ -155,30 +142,35 @@ def scan(
     workers: int = 8,
     elasticsearch: ElasticsearchTarget | None = None,
 ) -> ScanSummary:
+    """Scans the location. Its change detection lives in a temporary SQLite file (changes.py), so
+    memory does not grow with the location; the file goes when the scan ends, however it ends."""
+    with Changes() as changes:
+        return _scan(changes, client, location, modules_url, on_total, on_done, workers, elasticsearch)
+
+
+def _scan(changes: Changes, client, location, modules_url, on_total, on_done, workers, elasticsearch) -> ScanSummary:
     started = time.monotonic()
     summary = ScanSummary(location=location.name, scan_id=uuid.uuid4().hex)
     context = {"scan_id": summary.scan_id, "location": location.name}  # on every log line of this scan
     log.info("scan started", extra=context)
     fs, root = storage.open_location(location.url, location.options, location.credentials_env)
-    listed = {obj.path: obj for obj in storage.list_objects(fs, root, location.include, location.exclude, all_files=True)}
-    summary.listed = len(listed)
-    known = known_objects(client, IMAGE_COLLECTION, location.name)
-    skipped = known_objects(client, SKIPPED_COLLECTION, location.name)
-
+    # The whole listing first: one that fails half-way stops the scan before anything is deleted.
+    summary.listed = changes.add_listed(_utf8_names(
+        storage.list_objects(fs, root, location.include, location.exclude, all_files=True), summary))
+    changes.add_indexed("images", known_objects(client, IMAGE_COLLECTION, location.name))
+    changes.add_indexed("skipped", known_objects(client, SKIPPED_COLLECTION, location.name))
     # Unchanged images and unchanged non-images are not read again.
-    still_skipped = {path for path, obj in listed.items() if _unchanged(obj, skipped.get(path))}
-    todo = [obj for path, obj in listed.items() if path not in still_skipped and not _unchanged(obj, known.get(path))]
-    summary.unchanged = len(listed) - len(todo) - len(still_skipped)
-    on_total(len(todo))
+    todo_total, still_skipped = changes.count_todo(), changes.count_still_skipped()
+    summary.unchanged = summary.listed - todo_total - still_skipped
+    on_total(todo_total)
 
-    not_images = []  # files that are not images: ignored, and forgotten if indexed before
     # The worker fetches the embedding for a precomputed collection and for Elasticsearch (its
     # precomputed mode), unless the collection is hash-only: then no embedding model runs at all.
     # In inference mode Elasticsearch's pipeline embeds the thumbnail of a document sent without one.
     vectors = image_vectors_in_use(client)
     es_wants_embedding = elasticsearch is not None and not elasticsearch.embeds
     semantic = not vectors.hash_only and (vectors.mode == "precomputed" or es_wants_embedding)
-    collection = client.collections.use(IMAGE_COLLECTION)
+    collection = use_collection(client, IMAGE_COLLECTION)
     def store(chunk: list) -> tuple[int, list[Pending], list[str], int]:
         """One chunk: features from the module server, then the Weaviate (and ES) writes; runs on a
         writer thread, so Weaviate vectorizes one chunk while the next one's features are fetched."""
@@ -208,13 +200,14 @@ def scan(
         ThreadPoolExecutor(workers if storage.parallel_reads(fs) else 1) as readers,
         ThreadPoolExecutor(WRITERS) as writers,
     ):
-        reads = _bounded_map(readers, lambda obj: (obj, _read(fs, location, summary, obj)), todo, READ_AHEAD * CHUNK)
+        reads = _bounded_map(readers, lambda obj: (obj, _read(fs, location, summary, obj)), changes.todo(),
+                             READ_AHEAD * CHUNK)
         try:
             for count, stored, chunk_not_images, bytes_read in _bounded_map(writers, store, _chunks(reads, CHUNK), WRITERS):
-                not_images += chunk_not_images
+                changes.add_not_images(chunk_not_images)  # ignored, and forgotten if indexed before
                 summary.bytes_read += bytes_read
                 for p in stored:
-                    if p.listed.path in known:
+                    if changes.indexed(p.listed.path):
                         summary.changed += 1
                     else:
                         summary.new += 1
@@ -227,24 +220,23 @@ def scan(
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
 
-    summary.skipped_not_images = len(not_images) + len(still_skipped)
-    gone = [path for path in known if path not in listed] + [path for path in not_images if path in known]
-    if elasticsearch is not None and gone:
-        from deeplens.ingest.bulk import delete_records
+    summary.skipped_not_images = changes.count_not_images() + still_skipped
+    for gone in _chunks(changes.gone(), DELETE_BATCH):
+        if elasticsearch is not None:
+            from deeplens.ingest.bulk import delete_records
 
-        # Before Weaviate, for the same reason: what a failed delete leaves, the next scan deletes.
-        retry(lambda: delete_records(elasticsearch.client, [str(image_id(location.name, path)) for path in gone]),
-              what="Elasticsearch", errors=(TransportError,))
-    summary.deleted = _delete(collection, location.name, gone)
-    _remember_skipped(client, location.name, [listed[path] for path in not_images])
-    no_longer_skipped = set(skipped) - still_skipped - set(not_images)  # deleted, or an image now
-    _delete(client.collections.use(SKIPPED_COLLECTION), location.name, list(no_longer_skipped))
+            # Before Weaviate, for the same reason: what a failed delete leaves, the next scan deletes.
+            retry(lambda: delete_records(elasticsearch.client, [str(image_id(location.name, path)) for path in gone]),
+                  what="Elasticsearch", errors=(TransportError,))
+        summary.deleted += _delete(collection, location.name, gone)
+    _remember_skipped(client, location.name, changes.not_images())
+    _delete(use_collection(client, SKIPPED_COLLECTION), location.name, changes.no_longer_skipped())
     summary.seconds = round(time.monotonic() - started, 3)
     indexed = summary.new + summary.changed
     summary.images_per_second = round(indexed / summary.seconds, 2) if summary.seconds else 0.0
     summary.stage_seconds = {stage: round(seconds, 3) for stage, seconds in summary.stage_seconds.items()}
     summary.finished_at = utcnow().isoformat()
-    location.last_scan = asdict(summary) | {"error_list": summary.error_list[:KEPT_ERRORS]}
+    location.last_scan = asdict(summary)
     save_location(client, location)
     counts = ("listed", "new", "changed", "unchanged", "deleted", "skipped_not_images", "errors", "seconds")
     log.info("scan finished", extra=context | {name: getattr(summary, name) for name in counts})
@@ -305,7 +297,7 @@ def _read(fs, location: StorageLocation, summary: ScanSummary, obj: storage.List
     )
 
 
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
     chunk = []
     for item in items:
         chunk.append(item)
@@ -316,6 +308,22 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
+def _utf8_names(objects: Iterable[storage.ListedObject], summary: ScanSummary) -> Iterator[storage.ListedObject]:
+    """The listed objects whose names are UTF-8; each other one is a per-file error. Linux allows
+    any bytes in a name (Python keeps the others as surrogate escapes), but Weaviate, Elasticsearch
+    and the scan's SQLite file store text as UTF-8, so such a name cannot be indexed as it is."""
+    for obj in objects:
+        try:
+            obj.path.encode("utf-8")
+        except UnicodeEncodeError:
+            printable = obj.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            _record_errors(summary, [{"path": printable, "uri": obj.uri, "error": (
+                "the file name is not valid UTF-8 (its other bytes shown as \\x..), so it cannot be stored as text; "
+                "rename it to UTF-8 (e.g. `convmv -f latin1 -t utf-8 --notest FILE`) and scan again")}])
+            continue
+        yield obj
+
+
 def _record_error(summary: ScanSummary, obj: storage.ListedObject, error: Exception) -> None:
     _record_errors(summary, [{"path": obj.path, "uri": obj.uri, "error": str(error)}])
 
@@ -323,7 +331,8 @@ def _record_error(summary: ScanSummary, obj: storage.ListedObject, error: Except
 def _record_errors(summary: ScanSummary, errors: list[dict]) -> None:
     with _SUMMARY_LOCK:  # writer threads record errors at once
         summary.errors += len(errors)
-        summary.error_list.extend(errors)
+        # Kept on the location, up to KEPT_ERRORS; every error is counted and logged.
+        summary.error_list.extend(errors[:KEPT_ERRORS - len(summary.error_list)])
     for error in errors:
         log.info("file not indexed: %s", error["error"],
                  extra={"scan_id": summary.scan_id, "location": summary.location, "path": error["path"],
@@ -378,24 +387,25 @@ def _upsert(collection, pending: list[Pending], summary: ScanSummary) -> list[Pe
     return [p for index, p in enumerate(pending) if index not in result.errors]
 
 
-def _remember_skipped(client: weaviate.WeaviateClient, location: str, objects: list[storage.ListedObject]) -> None:
-    collection = client.collections.use(SKIPPED_COLLECTION)
-    for start in range(0, len(objects), 500):
+def _remember_skipped(client: weaviate.WeaviateClient, location: str,
+                      objects: Iterable[storage.ListedObject]) -> None:
+    collection = use_collection(client, SKIPPED_COLLECTION)
+    for chunk in _chunks(objects, DELETE_BATCH):
         batch = [
             weaviate.classes.data.DataObject(
                 properties=to_properties(SkippedFile(location=location, path=obj.path, size_bytes=obj.size_bytes,
                                                      modified_at=obj.modified_at, etag=obj.etag)),
                 uuid=image_id(location, obj.path),
             )
-            for obj in objects[start:start + 500]
+            for obj in chunk
         ]
         retry(lambda: collection.data.insert_many(batch), what="Weaviate", errors=(WeaviateBaseError,))
 
 
-def _delete(collection, location: str, paths: list[str]) -> int:
+def _delete(collection, location: str, paths: Iterable[str]) -> int:
     deleted = 0
-    for start in range(0, len(paths), 500):
-        ids = [image_id(location, path) for path in paths[start:start + 500]]
+    for chunk in _chunks(paths, DELETE_BATCH):
+        ids = [image_id(location, path) for path in chunk]
         result = retry(
             lambda: collection.data.delete_many(where=Filter.by_id().contains_any(ids)),
             what="Weaviate", errors=(WeaviateBaseError,),

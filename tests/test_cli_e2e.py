@@ -327,9 +327,9 @@ def test_change_detection_reads_a_location_in_one_query_or_by_the_cursor_alike(e
         run(env, "storage", "add", name, str(folder))
     run(env, "scan", "--all")
     with weaviate_client(weaviate) as client:
-        by_query = scanning.known_objects(client, IMAGE_COLLECTION, "archive")
+        by_query = {p["path"]: p for p in scanning.known_objects(client, IMAGE_COLLECTION, "archive")}
         monkeypatch.setattr(scanning, "ONE_QUERY", 3)  # archive holds 8 images: the cursor reads them
-        by_cursor = scanning.known_objects(client, IMAGE_COLLECTION, "archive")
+        by_cursor = {p["path"]: p for p in scanning.known_objects(client, IMAGE_COLLECTION, "archive")}
     assert by_query == by_cursor
     assert sorted(by_query) == sorted(p.name for p in archive.iterdir())
     assert {props["location"] for props in by_query.values()} == {"archive"}

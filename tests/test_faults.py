@@ -297,9 +297,14 @@ def test_s3_stopped_mid_listing_and_mid_read(env, weaviate, own_s3, monkeypatch)
 
 
 def _answers(fs, root: str) -> bool:
+    """Whether SeaweedFS serves `root` again: lists it and reads an object. After a SIGKILL its
+    listing comes back before its volume server has registered again, and reads answer
+    InternalError a while longer."""
     try:
         fs.invalidate_cache()
-        fs.ls(root)
+        names = fs.ls(root)
+        if names:
+            fs.cat_file(names[0])
         return True
     except Exception:  # noqa: BLE001 - any failure means "not yet"
         return False

@@ -96,3 +96,22 @@ def test_json_logs_of_a_scan(env, hostile, monkeypatch):
     assert set(failed) == {"empty.jpg", "bomb.png"}
     [finished] = [line for line in scan_lines if line["message"] == "scan finished"]
     assert (finished["new"], finished["errors"]) == (len(NAMES), 2)
+
+
+def test_a_name_that_is_not_utf8_is_a_per_file_error(env, weaviate, tmp_path):
+    # Linux takes any bytes in a name; Weaviate, Elasticsearch and the scan's SQLite store UTF-8 text.
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    (folder / "fine.jpg").write_bytes(jpeg_bytes(synthetic_image(1)))
+    latin1 = bytes(folder) + b"/caf\xe9.jpg"
+    with open(latin1, "wb") as file:
+        file.write(jpeg_bytes(synthetic_image(2)))
+    run(env, "storage", "add", "latin1", str(folder))
+    [summary] = run_json(env, "scan", "latin1")
+    assert (summary["new"], summary["errors"]) == (1, 1)
+    [error] = run_json(env, "scan", "--errors", "latin1")["latin1"]
+    assert error["path"] == "caf\\xe9.jpg" and error["uri"].endswith("/caf%E9.jpg")
+    assert "not valid UTF-8" in error["error"] and "rename" in error["error"]
+    [again] = run_json(env, "scan", "latin1")  # nothing lost, the same error again, nothing else read
+    assert (again["new"], again["unchanged"], again["errors"]) == (0, 1, 1)
+    run(env, "storage", "remove", "latin1", "--purge")

@@ -60,7 +60,8 @@ def list_objects(
     With ``include`` given a path must match one of them; it must match no ``exclude``.
     Only image extensions (``IMAGE_EXTENSIONS``, any case) are listed unless ``all_files``: then
     the caller sniffs the content (``sniff_image_type``) to find images by their bytes.
-    Objects come in sorted order of their path.
+    Objects come in sorted order of their path, as they are listed (see ``_files``): memory does not
+    grow with the location, and a listing that fails half-way raises after what it yielded.
     """
     includes = [compile_glob(p) for p in include]
     excludes = [compile_glob(p) for p in exclude]
@@ -76,45 +77,91 @@ def list_objects(
     if protocol is not None and protocol.url_list:
         yield from _list_url_list(fs, root, wanted)
         return
-    try:
-        # The async stores (s3, gs, az) list flat, in pages, and raise when a page fails.
-        found = fs.find(root, detail=True, withdirs=False) if getattr(fs, "async_impl", False) else _walk(fs, root)
-        # find() answers a vanished root (an unmounted share, a deleted prefix) with nothing at all;
-        # a scanner must not take that for "every image was deleted".
-        if not found and not fs.isdir(root):
-            raise FileNotFoundError(root)
-    except Exception as exc:  # noqa: BLE001 - every library raises its own types
-        raise fs_error(exc, fs, root, "listing") from exc
     prefix = root.rstrip("/") + "/" if root not in ("", "/") else "/"
-    for full in sorted(found):
-        info = found[full]
-        if info.get("type", "file") != "file":
-            continue
+    for full, info in _files(fs, root, protocol):
         rel = _relative(full, root, prefix)
         if not rel or rel.endswith("/") or not wanted(rel):
             continue
         yield _listed(rel, protocols.uri(fs, full), info, full)
 
 
-def _walk(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict]:
-    """Every file under ``root`` with its info, listed folder by folder (file, memory, sftp, smb).
+def _files(fs: fsspec.AbstractFileSystem, root: str, protocol: protocols.Protocol | None) -> Iterator[tuple[str, dict]]:
+    """(full name, info) of every file under ``root``, in path order, streamed: what is held at a
+    time is one page of an S3 listing, or the folder being listed and the subfolders still to visit
+    of a walk; gs and az list through fsspec's find(), whole (their libraries page only internally).
+    A listing that fails half-way raises: the caller must not take the files it did not reach for
+    deleted ones."""
+    try:
+        if protocol is not None and protocol.name == "s3":
+            files = _s3_pages(fs, root)
+        elif getattr(fs, "async_impl", False):
+            found = fs.find(root, detail=True, withdirs=False)
+            files = ((full, found[full]) for full in sorted(found))
+        else:
+            files = _walk(fs, root)
+        listed_any = False
+        for full, info in files:
+            if info.get("type", "file") == "file":
+                listed_any = True
+                yield full, info
+        # A flat listing answers a vanished root (an unmounted share, a deleted prefix) with nothing
+        # at all; a scanner must not take that for "every image was deleted".
+        if not listed_any and not fs.isdir(root):
+            raise FileNotFoundError(root)
+    except Exception as exc:  # noqa: BLE001 - every library raises its own types
+        raise fs_error(exc, fs, root, "listing") from exc
+
+
+_S3_PAGE = 1000  # keys per ListObjectsV2 request: the most S3 answers at once
+
+
+def _s3_pages(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[tuple[str, dict]]:
+    """Every object under ``root``, flat, one page at a time on fsspec's event loop. S3 lists keys
+    in UTF-8 binary order, which is path order. s3fs has no public paged listing: its find() holds
+    the whole listing (twice, with its directory cache), so this drives ``_iterdir``, the paginated
+    lister under its ls() and find(); each page is retried like any other request."""
+    bucket, key, _ = fs.split_path(root)
+    pages = fs._iterdir(bucket, delimiter="", prefix=key.rstrip("/") + "/" if key else "")
+
+    async def next_page() -> list[dict]:
+        page = []
+        try:
+            while len(page) < _S3_PAGE:
+                page.append(await pages.__anext__())
+        except StopAsyncIteration:
+            pass
+        return page
+
+    while page := fsspec.asyn.sync(fs.loop, next_page):
+        for info in page:
+            yield info["name"], info
+
+
+def _walk(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[tuple[str, dict]]:
+    """Every file under ``root`` with its info, listed folder by folder (file, memory, sftp, smb),
+    in path order: a folder's entries are sorted by name, a subfolder's as name + "/", and visited
+    depth first, which is the order of the full paths as strings.
 
     Not fsspec's generic find(): its walk leaves out, without a word, every subfolder it cannot
     list (unreadable, gone mid-listing, a dropped connection), even with on_error="raise", which
     it does not pass down. A listing with a hole would make a scan delete the records of every
     file in it, so any folder that cannot be listed fails the whole listing here.
     """
-    found: dict[str, dict] = {}
-    folders = [root]
-    while folders:
-        folder = folders.pop()
-        for info in fs.ls(folder, detail=True):
-            name = info["name"].rstrip("/")
+    to_visit: list[tuple[str, str, dict | None]] = [(root, root, None)]  # (sort key, name, info: None for a folder)
+    while to_visit:
+        _, name, info = to_visit.pop()
+        if info is not None:
+            yield name, info
+            continue
+        entries = []
+        for info in fs.ls(name, detail=True):
+            full = info["name"].rstrip("/")
             if info["type"] != "directory":
-                found[name] = info
-            elif name != folder.rstrip("/"):
-                folders.append(name)
-    return found
+                entries.append((full, full, info))
+            elif full != name.rstrip("/"):
+                entries.append((full + "/", full, None))
+        entries.sort(key=lambda entry: entry[0], reverse=True)  # popped from the end: smallest first
+        to_visit += entries
 
 
 def _listed(rel: str, uri: str, info: Mapping[str, Any], fs_path: str) -> ListedObject:
