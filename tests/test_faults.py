@@ -484,3 +484,34 @@ def test_disk_full_on_the_data_dir(env, tmp_path, small_data_dir, modules_url):
         assert indexed(endpoint, "photos") == on_disk(folder)
     finally:
         service.stop()
+
+
+def test_a_weaviate_timeout_is_blamed_on_weaviate_not_the_module_server():
+    # weaviate-client's HTTP side is httpx too: its timeout is a WeaviateTimeoutError raised from an
+    # httpx.ReadTimeout (weaviate/connect/v4.py:699-700), and must not read as the module server failing.
+    import click
+    import httpx
+    from weaviate.exceptions import WeaviateTimeoutError
+
+    from deeplens.connectors.cli.scan import _stopped
+
+    def raised(make) -> Exception:
+        try:
+            make()
+        except Exception as exc:  # noqa: BLE001 - the chain is what is under test
+            return exc
+        raise AssertionError("nothing raised")
+
+    def weaviate_timeout():
+        try:
+            raise httpx.ReadTimeout("timed out")
+        except httpx.ReadTimeout as exc:
+            raise WeaviateTimeoutError("The request to Weaviate timed out while awaiting a response.") from exc
+
+    def modules_refused():
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    settings = Settings(weaviate_url="http://127.0.0.1:8080", modules_url="http://127.0.0.1:8090")
+    with click.Context(click.Command("scan"), obj=settings):
+        assert "Weaviate at http://127.0.0.1:8080 failed" in _stopped("photos", raised(weaviate_timeout))
+        assert "module server at http://127.0.0.1:8090 failed" in _stopped("photos", raised(modules_refused))

@@ -90,8 +90,10 @@ def _stopped(name: str, exc: Exception) -> str:
     settings = current_settings()
     if isinstance(exc, storage.StorageError):
         cause = str(exc)  # says what failed and what to check
-    elif _caused_by(exc, httpx.HTTPError) or urlsplit(settings.modules_url).netloc in str(exc):
-        # The second: Weaviate's vectorizer module could not reach the module server either.
+    elif urlsplit(settings.modules_url).netloc in str(exc) or (
+            _caused_by(exc, httpx.HTTPError) and not _caused_by(exc, WeaviateBaseError)):
+        # The first: Weaviate's vectorizer module could not reach the module server. The second: the
+        # scan's own calls (weaviate-client's HTTP errors are httpx's too: a Weaviate timeout is Weaviate's).
         cause = (f"the module server at {settings.modules_url} failed: {exc}. Check that it runs (`deeplens "
                  "status`; `deeplens up` starts the embedded one) and DEEPLENS_MODULES_URL / DEEPLENS_MODULES_API_KEY")
     elif _caused_by(exc, WeaviateBaseError) and "read-only due to" in str(exc):
