@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench.neardup.run import PrivateStack
+from bench.procstats import proc_status, stack_pids
 from bench.query_latency import machine_load
 from deeplens.samples import jpeg_bytes, synthetic_image
 
@@ -30,13 +31,6 @@ def timed(stack: PrivateStack, *args: str) -> tuple[float, str]:
     started = time.perf_counter()
     out = stack(*args)
     return time.perf_counter() - started, out
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def run(nodes: int, folder: Path, root: Path) -> dict:
@@ -51,12 +45,11 @@ def run(nodes: int, folder: Path, root: Path) -> dict:
         assert summary["errors"] == 0, summary
         rescan_s, _ = timed(stack, "scan", "photos")
         near_s, out = timed(stack, "duplicates", "--near", "--json")
-        status = json.loads(stack("status", "--json"))
-        weaviate = [row for row in status["services"] if row["name"].startswith("weaviate")]
         return {
             "nodes": nodes, "images": summary["new"], "scan_s": scan_s, "rescan_s": rescan_s, "near_s": near_s,
             "groups": len(json.loads(out)["groups"]),
-            "weaviate_rss_mib": sum(rss_mib(row["pid"]) for row in weaviate), **machine_load(),
+            "weaviate_rss_mib": sum(proc_status(pid).get("VmRSS", 0) for name, pid in stack_pids(root / f"data-{nodes}").items()
+                                    if name.startswith("weaviate")), **machine_load(),
         }
     finally:
         stack("down")

@@ -33,6 +33,8 @@ import tracemalloc
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.procstats import proc_status
+
 FIXED_MTIME = 1_700_000_000  # every local file's modification time, so the index can hold it unchanged
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"  # the S3 ETag of a zero-byte object
 FOLDER = 1000  # files per folder
@@ -70,14 +72,6 @@ def index_records(count: int, flat: bool, etag: str | None):
                "modified_at": moment, "etag": etag}
 
 
-def status_mib(field: str) -> float:
-    """VmRSS (resident now) or VmHWM (its peak) of this process, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status: this bench needs Linux")
-
-
 def measure(url: str, options: dict, count: int, flat: bool, traced: bool) -> dict:
     """Listing + change detection in this process, as `scan` does them."""
     from deeplens.connectors import storage
@@ -88,7 +82,7 @@ def measure(url: str, options: dict, count: int, flat: bool, traced: bool) -> di
     # The peak so far is the start-up's (botocore parsing its models briefly takes 50-90 MiB more):
     # reset it to the RSS now (Linux >= 4.0), so the peak below is the listing's.
     Path("/proc/self/clear_refs").write_text("5")
-    baseline = status_mib("VmRSS")
+    baseline = proc_status(os.getpid())["VmRSS"]
     if traced:
         tracemalloc.start()
     started = time.perf_counter()
@@ -96,7 +90,7 @@ def measure(url: str, options: dict, count: int, flat: bool, traced: bool) -> di
         listed = changes.add_listed(storage.list_objects(fs, root, all_files=True))
         changes.add_indexed("images", index_records(count, flat, EMPTY_MD5 if url.startswith("s3://") else None))
         changes.add_indexed("skipped", [])
-        todo_total, still_skipped = changes.count_todo(), changes.count_still_skipped()
+        todo_total, still_skipped = changes.counts()
         todo = sum(1 for _ in changes.todo())
         gone = sum(1 for _ in changes.gone())
         no_longer_skipped = sum(1 for _ in changes.no_longer_skipped())
@@ -105,7 +99,7 @@ def measure(url: str, options: dict, count: int, flat: bool, traced: bool) -> di
     seconds = time.perf_counter() - started
     assert todo == todo_total and still_skipped == no_longer_skipped == 0
     return {"objects": listed, "todo": todo, "gone": gone, "seconds": seconds,
-            "rss_baseline": baseline, "rss_peak": status_mib("VmHWM"),
+            "rss_baseline": baseline, "rss_peak": proc_status(os.getpid())["VmHWM"],
             "traced_peak": tracemalloc.get_traced_memory()[1] / 2**20 if traced else None, "spill": spill / 2**20}
 
 

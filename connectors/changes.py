@@ -30,7 +30,8 @@ _UNCHANGED = """l.size IS k.size AND CASE
     ELSE abs(l.mtime_us - k.mtime_us) < 1000 END"""
 # Unchanged images and unchanged non-images (skipped files) are not read again.
 _STILL_SKIPPED = f"EXISTS (SELECT 1 FROM skipped k WHERE k.path = l.path AND {_UNCHANGED})"
-_TODO = f"NOT {_STILL_SKIPPED} AND NOT EXISTS (SELECT 1 FROM images k WHERE k.path = l.path AND {_UNCHANGED})"
+_NEW_OR_CHANGED = f"NOT EXISTS (SELECT 1 FROM images k WHERE k.path = l.path AND {_UNCHANGED})"
+_TODO = f"NOT {_STILL_SKIPPED} AND {_NEW_OR_CHANGED}"
 _LISTED_COLUMNS = "l.path, l.uri, l.size, l.mtime_us, l.etag, l.fs_path"
 
 
@@ -78,11 +79,13 @@ class Changes:
     def add_not_images(self, paths: Iterable[str]) -> None:
         self._insert("INSERT OR IGNORE INTO not_images VALUES (?)", ((p,) for p in paths))
 
-    def count_todo(self) -> int:
-        return self._count(f"SELECT count(*) FROM listed l WHERE {_TODO}")
-
-    def count_still_skipped(self) -> int:
-        return self._count(f"SELECT count(*) FROM listed l WHERE {_STILL_SKIPPED}")
+    def counts(self) -> tuple[int, int]:
+        """(to read, still skipped) among the listed objects, in one pass: CASE stops at the first
+        match, so each lookup runs at most once per object."""
+        found = dict(self._db.execute(f"""SELECT CASE WHEN {_STILL_SKIPPED} THEN 'skipped'
+                                                      WHEN {_NEW_OR_CHANGED} THEN 'todo' END AS kind, count(*)
+                                           FROM listed l GROUP BY kind"""))
+        return found.get("todo", 0), found.get("skipped", 0)
 
     def count_not_images(self) -> int:
         return self._count("SELECT count(*) FROM not_images")

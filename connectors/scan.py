@@ -160,7 +160,7 @@ def _scan(changes: Changes, client, location, modules_url, on_total, on_done, wo
     changes.add_indexed("images", known_objects(client, IMAGE_COLLECTION, location.name))
     changes.add_indexed("skipped", known_objects(client, SKIPPED_COLLECTION, location.name))
     # Unchanged images and unchanged non-images are not read again.
-    todo_total, still_skipped = changes.count_todo(), changes.count_still_skipped()
+    todo_total, still_skipped = changes.counts()
     summary.unchanged = summary.listed - todo_total - still_skipped
     on_total(todo_total)
 

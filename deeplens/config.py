@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         return get_profile(name).name
 
     @property
+    def weaviate_data_path(self) -> Path:
+        """Where the single Weaviate that `deeplens up` starts keeps its data."""
+        return self.data_dir / "weaviate"
+
+    @property
     def weaviate_key_path(self) -> Path:
         """Where `deeplens up` keeps the API key of the Weaviate it starts (mode 0600)."""
         return self.data_dir / "weaviate-api-key"

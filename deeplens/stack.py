@@ -7,12 +7,11 @@ ports Weaviate's cluster layer uses (kept stable so its Raft state stays valid a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deeplens.config import WEAVIATE_VERSION, Settings
@@ -129,8 +128,24 @@ def weaviate_cluster(
             # short of a member (usecases/cluster/state.go:320-327), so a restarted first node is found again.
             env["CLUSTER_JOIN"] = f"{host}:{nodes[0].gossip}"
         internal = [(host, getattr(ports, port)) for port in INTERNAL_PORTS]
-        services.append(dataclasses.replace(node, name=f"weaviate-{name}", env=env, ports=node.ports + internal))
+        services.append(replace(node, name=f"weaviate-{name}", env=env, ports=node.ports + internal))
     return services
+
+
+def start_together(services: list[Service], timeout: float, progress: Progress, started: list[Service]) -> None:
+    """Starts those of `services` not running yet, all at once, then waits for each to be ready;
+    appends what it started to `started` (for the caller to stop if anything fails)."""
+    starting = []
+    for service in services:
+        if service.recorded() is not None:
+            progress(f"{service.name}: already running, {service.ready_url}")
+            continue
+        service.start()
+        started.append(service)
+        starting.append(service)
+    for service in starting:
+        service.wait_ready(timeout)
+        progress(f"{service.name}: started, ready at {service.ready_url}")
 
 
 def modules_service(
@@ -199,7 +214,7 @@ class Stack:
         binary = resolve_weaviate_binary(self.settings, progress)
         return weaviate_service(
             binary,
-            self.settings.data_dir / "weaviate",
+            self.settings.weaviate_data_path,
             self.run_dir,
             self.settings.weaviate_host,
             self.weaviate_ports(),
@@ -211,45 +226,45 @@ class Stack:
     def cluster_path(self) -> Path:
         return self.settings.data_dir / "weaviate-cluster.json"
 
-    def recorded_nodes(self) -> int | None:
-        """How many nodes the cluster `up --nodes` created in this data dir has; None: no cluster."""
+    def cluster_record(self) -> dict | None:
+        """What `up --nodes` recorded of the cluster in this data dir (nodes, internal_base); None: no cluster."""
         try:
-            return json.loads(self.cluster_path.read_text())["nodes"]
+            return json.loads(self.cluster_path.read_text())
         except FileNotFoundError:
             return None
 
     def weaviate_nodes(self, nodes: int | None, progress: Progress = print) -> list[Service]:
         """The Weaviate services of this data dir: one Weaviate, or the nodes of its cluster.
         nodes: None keeps what the data dir holds (one Weaviate when it holds nothing yet)."""
-        recorded = self.recorded_nodes()
-        if recorded is None and nodes in (None, 1):
+        record = self.cluster_record()
+        if record is None and nodes in (None, 1):
             return [self.weaviate(progress)]
-        ports = self.cluster_node_ports(nodes or recorded)
+        ports = self.cluster_node_ports(nodes or record["nodes"], record)
         binary = resolve_weaviate_binary(self.settings, progress)
         return weaviate_cluster(binary, self.settings.data_dir, self.run_dir, self.settings.weaviate_host, ports,
                                 self.settings.modules_url, self.api_key())
 
-    def cluster_node_ports(self, nodes: int) -> list[WeaviatePorts]:
+    def cluster_node_ports(self, nodes: int, record: dict | None = None) -> list[WeaviatePorts]:
         """The ports of the cluster's nodes; the first call records the cluster in the data dir,
-        later ones refuse another number of nodes."""
-        recorded = self.recorded_nodes()
-        if recorded is None:
-            if (self.settings.data_dir / "weaviate").exists():
+        later ones refuse another number of nodes. record: cluster_record(), where already read."""
+        record = record or self.cluster_record()
+        if record is None:
+            if self.settings.weaviate_data_path.exists():
                 raise ServiceError(
                     f"The data dir {self.settings.data_dir} holds a single-node Weaviate; its data cannot move "
                     "into a cluster. Start the cluster in a new data dir (--data-dir), then scan into it."
                 )
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            internal_base = free_port_block(NODE_PORT_SPACING * nodes)
-            self.cluster_path.write_text(json.dumps({"nodes": nodes, "internal_base": internal_base}, indent=2))
-        elif nodes != recorded:
+            record = {"nodes": nodes, "internal_base": free_port_block(NODE_PORT_SPACING * nodes)}
+            self.cluster_path.write_text(json.dumps(record, indent=2))
+        elif nodes != record["nodes"]:
+            recorded = record["nodes"]
             raise ServiceError(
                 f"The data dir {self.settings.data_dir} holds a {recorded}-node Weaviate cluster; its Raft "
                 f"membership was fixed when it first started. Run `deeplens up --nodes {recorded}` (or `deeplens up`), "
                 "or start a cluster of another size in a new data dir (--data-dir)."
             )
-        internal_base = json.loads(self.cluster_path.read_text())["internal_base"]
-        return cluster_ports(self.settings.weaviate_port, self.settings.weaviate_grpc_port, internal_base, nodes)
+        return cluster_ports(self.settings.weaviate_port, self.settings.weaviate_grpc_port, record["internal_base"], nodes)
 
     def recorded_services(self) -> list[Service]:
         """Services this data dir started, rebuilt from their state files (no binary lookup)."""
@@ -265,27 +280,17 @@ class Stack:
     def up(self, progress: Progress = print, nodes: int | None = None) -> list[Service]:
         # Weaviate's modules wait for the inference server at start-up, so it goes first. The nodes
         # of a cluster start together: each is ready only once the Raft cluster has formed.
-        plan = [[(self.modules(), MODULES_START_TIMEOUT)],
-                [(node, WEAVIATE_START_TIMEOUT) for node in self.weaviate_nodes(nodes, progress)]]
+        plan = [(MODULES_START_TIMEOUT, [self.modules()]),
+                (WEAVIATE_START_TIMEOUT, self.weaviate_nodes(nodes, progress))]
         started: list[Service] = []
         try:
-            for group in plan:
-                starting = []
-                for service, timeout in group:
-                    if service.recorded() is not None:
-                        progress(f"{service.name}: already running, {service.ready_url}")
-                        continue
-                    service.start()
-                    started.append(service)
-                    starting.append((service, timeout))
-                for service, timeout in starting:
-                    service.wait_ready(timeout)
-                    progress(f"{service.name}: started, ready at {service.ready_url}")
+            for timeout, services in plan:
+                start_together(services, timeout, progress, started)
         except ServiceError:
             for service in started:  # only what this call started
                 service.stop()
             raise
-        return [service for group in plan for service, _ in group]
+        return [service for _, services in plan for service in services]
 
     def down(self, progress: Progress = print) -> int:
         stopped = 0

@@ -135,7 +135,8 @@ class KeypointCache:
     """The features of the images verified lately, by a digest of their bytes. In a grouping run an
     image is a candidate of several others and comes back in several calls; finding its features
     costs about eight times as much as matching a pair that fails. Bounded: about 50 KB an image
-    (ORB descriptors, points, and the image bytes for the rare re-decode)."""
+    (ORB descriptors, points, and the image bytes, decoded again for the colours of a pair whose
+    geometry holds and for a mirrored retry)."""
 
     def __init__(self, size: int):
         self.size = size
@@ -211,7 +212,7 @@ def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
     derived = hue = None
     if verified:  # the geometry holds: now the pixels are worth decoding
         rgb_a, rgb_b = a.rgb, b.rgb
-        hue = _hue_disagreement(rgb_a, rgb_b, transform)
+        hue = _hue_disagreement(rgb_a, rgb_b, transform, inverse, scale)
         verified = hue is None or hue <= MAX_HUE_DISAGREEMENT
     if verified and _inside(box):
         derived = "b" if _uniform_margin(_gray(rgb_b), box, mirror) else "a"
@@ -222,13 +223,14 @@ def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
                         round(overhang, 3), None if hue is None else round(hue, 3))
 
 
-def _hue_disagreement(rgb_a: np.ndarray, rgb_b: np.ndarray, transform: np.ndarray) -> float | None:
+def _hue_disagreement(rgb_a: np.ndarray, rgb_b: np.ndarray, transform: np.ndarray, inverse: np.ndarray,
+                      scale: float) -> float | None:
     """Of the pixels both images colour where they overlap, the share whose hues differ by more than
     HUE_TOLERANCE_DEG; None when too few pixels are coloured in both (a greyscale copy). Compared in
     the frame of the image that shows the picture smaller, so that neither is judged on detail the
     other lacks."""
-    if math.hypot(transform[0, 0], transform[1, 0]) >= 1:  # B shows the picture larger: B into A
-        fixed, moving, warp = rgb_a, rgb_b, cv2.invertAffineTransform(transform)
+    if scale >= 1:  # B shows the picture larger: B into A
+        fixed, moving, warp = rgb_a, rgb_b, inverse
     else:
         fixed, moving, warp = rgb_b, rgb_a, transform
     height, width = fixed.shape[:2]

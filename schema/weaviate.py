@@ -111,10 +111,12 @@ def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: b
         LOCATION_COLLECTION: properties_of(StorageLocation),
         SKIPPED_COLLECTION: properties_of(SkippedFile),
     }
+    replication = copies = None  # asked of the cluster once, when the first collection is missing
     for name, props in wanted.items():
         if not client.collections.exists(name):
-            replication = _replication(client, replication_factor)
-            copies = f" with {replication_factor} copies of each object" if replication else ""
+            if copies is None:
+                replication = _replication(client, replication_factor)
+                copies = f" with {replication_factor} copies of each object" if replication else ""
             if name == IMAGE_COLLECTION:
                 mode, why = _new_collection_mode(client, modules_url, vectors)
                 client.collections.create(name, properties=props, replication_config=replication,
@@ -127,12 +129,13 @@ def apply_schema(client: weaviate.WeaviateClient, modules_url: str, hash_only: b
             continue
         collection = client.collections.use(name)
         config = collection.config.get()
-        if replication_factor is not None and config.replication_config.factor != replication_factor:
+        factor = config.replication_config.factor
+        if replication_factor is not None and factor != replication_factor:
             raise SchemaConflict(
-                f"{name} keeps {config.replication_config.factor} copies of each object, not {replication_factor}: "
+                f"{name} keeps {factor} copies of each object, not {replication_factor}: "
                 "the factor is set when a collection is created, and raising it later needs the new copies made "
-                f"first with Weaviate's replica operations. Use --replication-factor {config.replication_config.factor} "
-                f"(DEEPLENS_WEAVIATE_REPLICATION_FACTOR={config.replication_config.factor}), or delete the collection "
+                f"first with Weaviate's replica operations. Use --replication-factor {factor} "
+                f"(DEEPLENS_WEAVIATE_REPLICATION_FACTOR={factor}), or delete the collection "
                 "(this deletes its data) and scan again."
             )
         existing = {prop.name: prop for prop in config.properties}

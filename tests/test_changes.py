@@ -54,7 +54,7 @@ def test_what_is_read_unchanged_deleted_and_forgotten():
         # Unchanged: the same size and time (to the millisecond), or the same etag where both have one.
         assert todo == sorted(["touched.jpg", "grown.jpg", "new etag.jpg", "no time.jpg", "new.jpg",
                                "notes changed.txt", "was a picture.bin"])
-        assert changes.count_todo() == len(todo) and changes.count_still_skipped() == 1  # notes.txt
+        assert changes.counts() == (len(todo), 1)  # 1 still skipped: notes.txt
         assert [obj for obj in changes.todo() if obj.path == "touched.jpg"] == [listing[2]]  # read back whole
         assert changes.indexed("grown.jpg") and not changes.indexed("new.jpg")
 
@@ -77,6 +77,6 @@ def test_the_file_goes_with_the_change_set():
     with Changes() as changes:
         changes.add_listed([listed("a.jpg")])
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
-        changes.count_todo()
+        changes.counts()
     with Changes() as changes, pytest.raises(ValueError, match="no table 'known'"):
         changes.add_indexed("known", [])

@@ -16,7 +16,7 @@ from deeplens.config import Settings
 from deeplens.processes import Service, free_port_block
 from deeplens.samples import jpeg_bytes, synthetic_image, write_demo_locations
 from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION
-from deeplens.stack import WEAVIATE_START_TIMEOUT, Stack
+from deeplens.stack import WEAVIATE_START_TIMEOUT, Stack, start_together
 from tests.cli import run, run_json, weaviate_client
 from tests.conftest import WeaviateEndpoint
 from tests.test_faults import images, indexed, killed, on_disk, once_indexed, scan_in_background, write
@@ -46,10 +46,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Itera
     endpoints = [WeaviateEndpoint("127.0.0.1", node.http, node.grpc, stack.api_key())
                  for node in stack.cluster_node_ports(NODES)]
     try:
-        for node in nodes:  # all at once: each is ready only when the Raft cluster has formed
-            node.start()
-        for node in nodes:
-            node.wait_ready(WEAVIATE_START_TIMEOUT)
+        start_together(nodes, WEAVIATE_START_TIMEOUT, progress=lambda line: None, started=[])
         yield Cluster(nodes, endpoints, settings)
     finally:
         stack.down()

@@ -99,7 +99,7 @@ def _stopped(name: str, exc: Exception) -> str:
     elif _caused_by(exc, WeaviateBaseError) and "read-only due to" in str(exc):
         # Weaviate turns read-only when its disk (or memory) is nearly full, and writable again
         # once it is not: `store is read-only due to: resource pressure`.
-        embedded = settings.data_dir / "weaviate"
+        embedded = settings.weaviate_data_path
         data = f"{embedded} (the data dir)" if embedded.is_dir() else "Weaviate's data (PERSISTENCE_DATA_PATH)"
         cause = (f"Weaviate at {settings.weaviate_url} refuses writes: {exc}: no space left on the disk of {data}, "
                  "or too little memory. Free space there, or move the data dir to a larger disk "

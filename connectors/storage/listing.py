@@ -92,8 +92,8 @@ def _files(fs: fsspec.AbstractFileSystem, root: str, protocol: protocols.Protoco
     A listing that fails half-way raises: the caller must not take the files it did not reach for
     deleted ones."""
     try:
-        if protocol is not None and protocol.name == "s3":
-            files = _s3_pages(fs, root)
+        if protocol is not None and protocol.list_files is not None:
+            files = protocol.list_files(fs, root)
         elif getattr(fs, "async_impl", False):
             found = fs.find(root, detail=True, withdirs=False)
             files = ((full, found[full]) for full in sorted(found))
@@ -110,31 +110,6 @@ def _files(fs: fsspec.AbstractFileSystem, root: str, protocol: protocols.Protoco
             raise FileNotFoundError(root)
     except Exception as exc:  # noqa: BLE001 - every library raises its own types
         raise fs_error(exc, fs, root, "listing") from exc
-
-
-_S3_PAGE = 1000  # keys per ListObjectsV2 request: the most S3 answers at once
-
-
-def _s3_pages(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[tuple[str, dict]]:
-    """Every object under ``root``, flat, one page at a time on fsspec's event loop. S3 lists keys
-    in UTF-8 binary order, which is path order. s3fs has no public paged listing: its find() holds
-    the whole listing (twice, with its directory cache), so this drives ``_iterdir``, the paginated
-    lister under its ls() and find(); each page is retried like any other request."""
-    bucket, key, _ = fs.split_path(root)
-    pages = fs._iterdir(bucket, delimiter="", prefix=key.rstrip("/") + "/" if key else "")
-
-    async def next_page() -> list[dict]:
-        page = []
-        try:
-            while len(page) < _S3_PAGE:
-                page.append(await pages.__anext__())
-        except StopAsyncIteration:
-            pass
-        return page
-
-    while page := fsspec.asyn.sync(fs.loop, next_page):
-        for info in page:
-            yield info["name"], info
 
 
 def _walk(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[tuple[str, dict]]:

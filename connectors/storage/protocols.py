@@ -36,12 +36,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
 import fsspec
+import fsspec.asyn
 
 # (scheme as written in the URL, URL, storage options) -> (file system, root path inside it)
 Opener = Callable[[str, str, dict[str, Any]], tuple[fsspec.AbstractFileSystem, str]]
@@ -160,6 +161,31 @@ def _az_endpoint(url: str, options: Mapping[str, Any]) -> str | None:
     return match.group(1) if match else options.get("account_url")
 
 
+_S3_PAGE = 1000  # keys per ListObjectsV2 request: the most S3 answers at once
+
+
+def _s3_pages(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[tuple[str, dict]]:
+    """Every object under ``root``, flat, one page at a time on fsspec's event loop. S3 lists keys
+    in UTF-8 binary order, which is path order. s3fs has no public paged listing: its find() holds
+    the whole listing (twice, with its directory cache), so this drives ``_iterdir``, the paginated
+    lister under its ls() and find(); each page is retried like any other request."""
+    bucket, key, _ = fs.split_path(root)
+    pages = fs._iterdir(bucket, delimiter="", prefix=key.rstrip("/") + "/" if key else "")
+
+    async def next_page() -> list[dict]:
+        page = []
+        try:
+            while len(page) < _S3_PAGE:
+                page.append(await pages.__anext__())
+        except StopAsyncIteration:
+            pass
+        return page
+
+    while page := fsspec.asyn.sync(fs.loop, next_page):
+        for info in page:
+            yield info["name"], info
+
+
 @dataclass(frozen=True)
 class Protocol:
     """One storage protocol: what it needs beyond fsspec's own handling of its URLs."""
@@ -201,6 +227,9 @@ class Protocol:
     # Opens the file system's connection again before a read is retried, for file systems that
     # keep one connection, on which every request fails once it dropped.
     reconnect: Callable[[fsspec.AbstractFileSystem], None] | None = None
+    # Lists every file under a root, (full name, info) in path order, holding one page at a time;
+    # None: fsspec's find() for the async stores, a folder-by-folder walk for the others (listing.py).
+    list_files: Callable[[fsspec.AbstractFileSystem, str], Iterator[tuple[str, dict]]] | None = None
 
 
 PROTOCOLS: tuple[Protocol, ...] = (
@@ -214,6 +243,7 @@ PROTOCOLS: tuple[Protocol, ...] = (
         top_level_hint="bucket/container: use {scheme}://BUCKET[/prefix]",
         top_level_gone="bucket",
         check_root=_check_s3_root,
+        list_files=_s3_pages,
     ),
     Protocol(
         "sftp",
