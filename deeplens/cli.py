@@ -135,7 +135,8 @@ def _weaviate_server_version(settings: Settings) -> str | None:
     except ValueError:  # a key file that cannot be read: `deeplens` commands say so
         key = None
     try:
-        verify = ssl.create_default_context(cafile=settings.weaviate_ca_file) if settings.weaviate_ca_file else True
+        ca_file = settings.weaviate_ca_file
+        verify = ssl.create_default_context(cafile=ca_file.expanduser()) if ca_file else True  # `~` as the client reads it
     except OSError:  # a CA file that cannot be read: `deeplens` commands say so
         return None
     meta = _get_json(f"{settings.weaviate_url}/v1/meta", key, settings.weaviate_headers, verify)

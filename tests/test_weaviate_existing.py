@@ -253,6 +253,9 @@ def test_status_reaches_a_weaviate_with_tls_and_a_key_file(existing_env):
     the key file), not as an anonymous plain request."""
     info = json.loads(run(existing_env, "status", "--json").output)
     assert info["weaviate_version"] == WEAVIATE_VERSION and info["weaviate_url"].startswith("https://")
+    ca = Path(existing_env["DEEPLENS_WEAVIATE_CA_FILE"])  # a CA file under ~, as every command reads it
+    home_env = existing_env | {"HOME": str(ca.parent), "DEEPLENS_WEAVIATE_CA_FILE": f"~/{ca.name}"}
+    assert json.loads(run(home_env, "status", "--json").output)["weaviate_version"] == WEAVIATE_VERSION
 
 
 def test_precomputed_on_a_weaviate_without_modules_answers_like_modules_mode(env, existing_env, tmp_path):
