@@ -23,6 +23,7 @@ from bench.neardup.run import PrivateStack
 from bench.procstats import proc_status, stack_pids
 from bench.query_latency import machine_load
 from deeplens.samples import jpeg_bytes, synthetic_image
+from deeplens.stack import free_cluster_client_ports
 
 REPLICATION_FACTOR = 2
 
@@ -35,6 +36,8 @@ def timed(stack: PrivateStack, *args: str) -> tuple[float, str]:
 
 def run(nodes: int, folder: Path, root: Path) -> dict:
     stack = PrivateStack(root / f"data-{nodes}")
+    http, grpc = free_cluster_client_ports(nodes)  # every node's, not only the first's
+    stack.env |= {"DEEPLENS_WEAVIATE_URL": f"http://127.0.0.1:{http}", "DEEPLENS_WEAVIATE_GRPC_PORT": str(grpc)}
     if nodes > 1:
         stack.env["DEEPLENS_WEAVIATE_REPLICATION_FACTOR"] = str(REPLICATION_FACTOR)
     stack("up", "--nodes", str(nodes))

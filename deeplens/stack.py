@@ -93,6 +93,13 @@ def cluster_ports(http: int, grpc: int, internal_base: int, nodes: int) -> list[
     return ports
 
 
+def free_cluster_client_ports(nodes: int, host: str = "127.0.0.1") -> tuple[int, int]:
+    """The first node's HTTP and gRPC ports for a cluster on free ports: cluster_ports counts both up
+    by node, so all 2 * nodes of them come from one free block (HTTP first, then gRPC)."""
+    base = free_port_block(2 * nodes, host)
+    return base, base + nodes
+
+
 def weaviate_cluster(
     binary: Path, data_dir: Path, run_dir: Path, host: str, nodes: list[WeaviatePorts], modules_url: str, api_key: str
 ) -> list[Service]:

@@ -6,35 +6,16 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from deeplens.config import Settings
 from deeplens.processes import free_port
-from deeplens.stack import (
-    MODULES_START_TIMEOUT,
-    WEAVIATE_START_TIMEOUT,
-    WeaviatePorts,
-    modules_service,
-    weaviate_service,
-)
-from deeplens.weaviate_binary import resolve_weaviate_binary
+from deeplens.stack import MODULES_START_TIMEOUT, modules_service
+from tests.weaviate_server import WeaviateEndpoint, delete_deeplens_collections, running_weaviate
 
 pytest_plugins = ["tests.esnode.plugin", "tests.servers.plugin"]
-
-
-@dataclass(frozen=True)
-class WeaviateEndpoint:
-    host: str
-    http_port: int
-    grpc_port: int
-    api_key: str
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
 
 
 @contextmanager
@@ -75,16 +56,8 @@ def weaviate(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Iter
     if os.environ.get("DEEPLENS_TEST_WEAVIATE") == "docker":
         yield from _weaviate_container(modules_url, api_key)
         return
-    root = tmp_path_factory.mktemp("weaviate")
-    binary = resolve_weaviate_binary(Settings(), progress=print)
-    ports = WeaviatePorts(**{name: free_port() for name in WeaviatePorts.__dataclass_fields__})
-    service = weaviate_service(binary, root / "data", root / "run", "127.0.0.1", ports, modules_url, api_key)
-    service.start()
-    try:
-        service.wait_ready(WEAVIATE_START_TIMEOUT)
-        yield WeaviateEndpoint("127.0.0.1", ports.http, ports.grpc, api_key)
-    finally:
-        service.stop()
+    with running_weaviate(tmp_path_factory.mktemp("weaviate"), modules_url, api_key=api_key) as own:
+        yield own.endpoint
 
 
 def _weaviate_container(modules_url: str, api_key: str) -> Iterator[WeaviateEndpoint]:
@@ -113,12 +86,7 @@ def _weaviate_container(modules_url: str, api_key: str) -> Iterator[WeaviateEndp
 @pytest.fixture
 def env(weaviate: WeaviateEndpoint, modules_url: str, tmp_path) -> dict[str, str]:
     """DEEPLENS_* settings pointing at the test servers, with an empty database."""
-    from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION
-    from tests.cli import weaviate_client
-
-    with weaviate_client(weaviate) as client:
-        for name in (IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION):
-            client.collections.delete(name)
+    delete_deeplens_collections(weaviate)
     return {
         "DEEPLENS_DATA_DIR": str(tmp_path / "data"),
         "DEEPLENS_WEAVIATE_URL": weaviate.url,

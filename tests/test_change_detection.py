@@ -11,7 +11,7 @@ import pytest
 from deeplens.samples import jpeg_bytes, synthetic_image
 from deeplens.schema.weaviate import SKIPPED_COLLECTION
 from tests.cli import run, run_json, weaviate_client
-from tests.test_faults import index_of, indexed, remote_location
+from tests.scanning import index_of, indexed, remote_location
 
 pytestmark = [pytest.mark.weaviate, pytest.mark.storage]
 

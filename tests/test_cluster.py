@@ -13,18 +13,17 @@ from dataclasses import dataclass
 import pytest
 
 from deeplens.config import Settings
-from deeplens.processes import Service, free_port_block
+from deeplens.processes import Service
 from deeplens.samples import jpeg_bytes, synthetic_image, write_demo_locations
-from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION
-from deeplens.stack import WEAVIATE_START_TIMEOUT, Stack, start_together
+from deeplens.schema.weaviate import IMAGE_COLLECTION
+from deeplens.stack import WEAVIATE_START_TIMEOUT, Stack, free_cluster_client_ports, start_together
 from tests.cli import run, run_json, weaviate_client
-from tests.conftest import WeaviateEndpoint
-from tests.test_faults import images, indexed, killed, on_disk, once_indexed, scan_in_background, write
+from tests.scanning import images, indexed, killed, on_disk, once_indexed, scan_in_background, write
+from tests.weaviate_server import DEEPLENS_COLLECTIONS, WeaviateEndpoint, delete_deeplens_collections
 
 pytestmark = [pytest.mark.weaviate, pytest.mark.slow]
 
 NODES = 3
-COLLECTIONS = (IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION)
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,9 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Iterator[Cluster]:
     """Three Weaviate nodes of one cluster, as `deeplens up --nodes 3` starts them (with the
     session's module server instead of a new one)."""
-    ports = free_port_block(2 * NODES)  # HTTP, then gRPC, one per node
-    settings = Settings(data_dir=tmp_path_factory.mktemp("cluster") / "data", weaviate_url=f"http://127.0.0.1:{ports}",
-                        weaviate_grpc_port=ports + NODES, modules_url=modules_url)
+    http, grpc = free_cluster_client_ports(NODES)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("cluster") / "data", weaviate_url=f"http://127.0.0.1:{http}",
+                        weaviate_grpc_port=grpc, modules_url=modules_url)
     stack = Stack(settings)
     nodes = stack.weaviate_nodes(NODES)
     endpoints = [WeaviateEndpoint("127.0.0.1", node.http, node.grpc, stack.api_key())
@@ -56,9 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, modules_url: str) -> Itera
 def cluster_env(cluster: Cluster) -> dict[str, str]:
     """DEEPLENS_* settings for the cluster (its key from the data dir; two copies of each object),
     with an empty database."""
-    with weaviate_client(cluster.endpoints[0]) as client:
-        for name in COLLECTIONS:
-            client.collections.delete(name)
+    delete_deeplens_collections(cluster.endpoints[0])
     return {
         "DEEPLENS_DATA_DIR": str(cluster.settings.data_dir),
         "DEEPLENS_WEAVIATE_URL": cluster.settings.weaviate_url,
@@ -125,7 +122,7 @@ def test_scan_search_and_duplicates_answer_as_on_one_node(cluster, cluster_env, 
 
     everywhere = {f"node{index}" for index in range(NODES)}
     with weaviate_client(first) as client:
-        for name in COLLECTIONS:
+        for name in DEEPLENS_COLLECTIONS:
             config = client.collections.use(name).config.get()
             assert (config.replication_config.factor, config.sharding_config.desired_count) == (2, NODES)
             shards = shard_nodes(first, name)

@@ -8,13 +8,10 @@ it has now, and nothing else."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import secrets
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,74 +26,20 @@ from fsspec.implementations.local import LocalFileSystem
 import deeplens.ingest.bulk
 from deeplens.config import Settings
 from deeplens.connectors import storage
-from deeplens.processes import Service, free_port, port_in_use
+from deeplens.processes import free_port
 from deeplens.samples import jpeg_bytes, synthetic_image
 from deeplens.schema.elasticsearch import IMAGES_ALIAS
-from deeplens.schema.weaviate import IMAGE_COLLECTION
-from deeplens.stack import MODULES_START_TIMEOUT, WEAVIATE_START_TIMEOUT, WeaviatePorts, modules_service, weaviate_service
-from deeplens.weaviate_binary import resolve_weaviate_binary
-from tests.cli import run, run_json, weaviate_client
-from tests.conftest import WeaviateEndpoint
+from deeplens.stack import MODULES_START_TIMEOUT, WEAVIATE_START_TIMEOUT, modules_service
+from tests.cli import run, run_json
 from tests.esnode import harness
-from tests.servers.plugin import INSTALL_HINT, StorageServer, running_seaweedfs, running_smbd, running_sshd
+from tests.scanning import (count, images, index_of, indexed, killed, on_disk, once_indexed, remote_location,
+                            scan_in_background, write)
+from tests.servers.plugin import (INSTALL_HINT, StorageServer, openssh_installed, running_seaweedfs, running_smbd,
+                                  running_sshd)
 from tests.servers.process import ServerProcess, drop_connections
+from tests.weaviate_server import RunningWeaviate, running_weaviate
 
 pytestmark = [pytest.mark.faults, pytest.mark.weaviate]
-
-
-def images(count: int, start: int = 0) -> dict[str, bytes]:
-    return {f"img{seed:03}.jpg": jpeg_bytes(synthetic_image(seed, (96, 64))) for seed in range(start, start + count)}
-
-
-def write(folder: Path, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-
-
-def on_disk(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in folder.rglob("*") if p.is_file()}
-
-
-def indexed(endpoint: WeaviateEndpoint, location: str) -> dict[str, str]:
-    """path -> content_sha256 of what the index holds for the location; a path twice fails."""
-    with weaviate_client(endpoint) as client:
-        rows = [o.properties for o in client.collections.use(IMAGE_COLLECTION).iterator(
-            return_properties=["location", "path", "content_sha256"])]
-    mine = [(row["path"], row["content_sha256"]) for row in rows if row["location"] == location]
-    assert len(mine) == len(dict(mine)), "a path is indexed twice"
-    return dict(mine)
-
-
-def count(endpoint: WeaviateEndpoint) -> int:
-    with weaviate_client(endpoint) as client:
-        return client.collections.use(IMAGE_COLLECTION).aggregate.over_all(total_count=True).total_count
-
-
-def scan_in_background(env: dict[str, str], name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "deeplens", "scan", name, "--workers", "2"],
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def once_indexed(endpoint: WeaviateEndpoint, scan: subprocess.Popen, at_least: int) -> None:
-    """Wait until the scan has stored its first chunks (and still runs)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and scan.poll() is None:
-        if count(endpoint) >= at_least:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the scan ended or stalled before {at_least} images were stored: {scan.communicate()}")
-
-
-def killed(service: Service) -> None:
-    """SIGKILL a service's process group, and wait until its ports are free: a killed process
-    lets go of its sockets only once all of its threads are gone."""
-    os.killpg(service.recorded()["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while any(port_in_use(host, port) for host, port in service.ports):
-        assert time.monotonic() < deadline, f"{service.name} still holds its ports 20 s after SIGKILL"
-        time.sleep(0.05)
 
 
 def test_a_listing_that_fails_half_way_deletes_nothing(env, tmp_path, weaviate, monkeypatch):
@@ -159,22 +102,14 @@ def test_module_server_killed_mid_scan(env, tmp_path, weaviate):
 
 
 @pytest.fixture
-def own_weaviate(tmp_path, modules_url) -> Iterator[tuple]:
-    """A Weaviate of this test's own, to kill: (service, endpoint)."""
-    ports = WeaviatePorts(**{name: free_port() for name in WeaviatePorts.__dataclass_fields__})
-    endpoint = WeaviateEndpoint("127.0.0.1", ports.http, ports.grpc, "fault-test-key")
-    service = weaviate_service(resolve_weaviate_binary(Settings()), tmp_path / "weaviate", tmp_path / "run",
-                               "127.0.0.1", ports, modules_url, endpoint.api_key)
-    service.start()
-    try:
-        service.wait_ready(WEAVIATE_START_TIMEOUT)
-        yield service, endpoint
-    finally:
-        service.stop()
+def own_weaviate(tmp_path, modules_url) -> Iterator[RunningWeaviate]:
+    """A Weaviate of this test's own, to kill."""
+    with running_weaviate(tmp_path, modules_url) as own:
+        yield own
 
 
 def test_weaviate_killed_and_restarted_mid_scan(env, tmp_path, own_weaviate):
-    service, endpoint = own_weaviate
+    service, endpoint = own_weaviate.service, own_weaviate.endpoint
     env = {**env, "DEEPLENS_WEAVIATE_URL": endpoint.url, "DEEPLENS_WEAVIATE_GRPC_PORT": str(endpoint.grpc_port),
            "DEEPLENS_WEAVIATE_API_KEY": endpoint.api_key}
     folder = tmp_path / "many"
@@ -207,22 +142,6 @@ def own_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     """An S3 store of this module's own, to stop and start again."""
     with running_seaweedfs(tmp_path_factory.mktemp("own-s3")) as (proc, server):
         yield proc, server
-
-
-def index_of(files: dict[str, bytes]) -> dict[str, str]:
-    return {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
-
-
-def remote_location(env: dict[str, str], server: StorageServer, name: str) -> dict[str, str]:
-    """Registers `name` at the server's sub-location `name`; the env with its secrets."""
-    env = {**env, **{f"DEEPLENS_TEST_{key.upper()}": value for key, value in server.credentials.items()}}
-    args = ["storage", "add", name, server.child(name)]
-    for key, value in server.options.items():
-        args += ["--option", f"{key}={value}"]
-    for key in server.credentials:
-        args += ["--credentials-env", f"{key}=DEEPLENS_TEST_{key.upper()}"]
-    run(env, *args)
-    return env
 
 
 def failing_after(monkeypatch, calls: int, fault, module=storage, name: str = "read_bytes") -> None:
@@ -313,7 +232,7 @@ def _answers(fs, root: str) -> bool:
 @pytest.fixture(scope="module")
 def own_sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, StorageServer, Path]]:
     """An sshd of this module's own, whose connections are cut: (process, server, its data dir)."""
-    if not (Path("/usr/sbin/sshd").exists() and shutil.which("ssh-keygen")):
+    if not openssh_installed():
         pytest.skip(f"OpenSSH sshd is not installed: {INSTALL_HINT}")
     root = tmp_path_factory.mktemp("own-sftp")
     (root / "data").mkdir()
@@ -416,8 +335,7 @@ def test_elasticsearch_stopped_mid_bulk(env, tmp_path, weaviate, own_elasticsear
     assert "Check that it runs" in failed.stderr and "Traceback" not in failed.stderr
     assert "img019.jpg" in indexed(weaviate, "many"), "nothing is deleted by a scan that stopped"
 
-    node.http_port = int(node.url.rsplit(":", 1)[1])  # the same URL, and the same data
-    node.start()
+    node.start()  # at the same URL (a kept home keeps its port), with the same data
     [rerun] = run_json(env, "scan", "many")
     assert (rerun["errors"], rerun["deleted"]) == (0, 1)
     assert indexed(weaviate, "many") == on_disk(folder)
@@ -453,14 +371,9 @@ def fill(folder: Path) -> Path:
 
 
 def test_disk_full_on_the_data_dir(env, tmp_path, small_data_dir, modules_url):
-    ports = WeaviatePorts(**{name: free_port() for name in WeaviatePorts.__dataclass_fields__})
-    endpoint = WeaviateEndpoint("127.0.0.1", ports.http, ports.grpc, "disk-full-key")
-    # Where `deeplens up` keeps them for this data dir.
-    service = weaviate_service(resolve_weaviate_binary(Settings()), small_data_dir / "weaviate",
-                               small_data_dir / "run", "127.0.0.1", ports, modules_url, endpoint.api_key)
-    service.start()
-    try:
-        service.wait_ready(WEAVIATE_START_TIMEOUT)
+    # Weaviate's data where `deeplens up` keeps it for this data dir: small_data_dir / "weaviate".
+    with running_weaviate(small_data_dir, modules_url) as own:
+        endpoint = own.endpoint
         env = {**env, "DEEPLENS_DATA_DIR": str(small_data_dir), "DEEPLENS_WEAVIATE_URL": endpoint.url,
                "DEEPLENS_WEAVIATE_GRPC_PORT": str(endpoint.grpc_port), "DEEPLENS_WEAVIATE_API_KEY": endpoint.api_key}
         folder = tmp_path / "photos"
@@ -482,8 +395,6 @@ def test_disk_full_on_the_data_dir(env, tmp_path, small_data_dir, modules_url):
         [rerun] = run_json(env, "scan", "photos")
         assert (rerun["errors"], rerun["deleted"]) == (0, 1)
         assert indexed(endpoint, "photos") == on_disk(folder)
-    finally:
-        service.stop()
 
 
 def test_a_weaviate_timeout_is_blamed_on_weaviate_not_the_module_server():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
@@ -45,9 +46,13 @@ def test_some_variant_of_the_original_matches_a_turned_copy(photos, turn):
     assert phash.hamming(copy_hash, phash.dihedral_hashes(original)["identity"]) > 10  # the plain hash misses it
 
 
-def test_hex_and_bits_round_trip():
-    bits = phash.hex_to_bits("c2924c5532bddfc8")
-    assert phash.bits_to_hex(bits) == "c2924c5532bddfc8" and bits[0] == 1 and bits[2] == 0
+@pytest.mark.parametrize("hex_hash", ["0000000000000000", "ffffffffffffffff", "8000000000000001", "c2924c5532bddfc8"])
+def test_hex_bits_and_vector_round_trip(hex_hash):
+    most_significant_first = [int(b) for b in bin(int(hex_hash, 16))[2:].zfill(64)]
+    bits = phash.hex_to_bits(hex_hash)
+    assert bits.dtype == np.uint8 and bits.shape == (64,) and bits.tolist() == most_significant_first
+    assert phash.bits_to_hex(bits) == hex_hash
+    assert phash.hex_to_vector(hex_hash) == [float(b) for b in most_significant_first]
 
 
 def test_bars_with_a_little_drawing_on_them_are_trimmed(photos):

@@ -4,7 +4,6 @@ and mirrored and transformed again (how they were computed before, and the defin
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import scipy.fft
 from PIL import Image, ImageDraw, ImageOps
 
@@ -70,11 +69,3 @@ def test_variants_equal_the_hashes_of_the_turned_grids():
 def test_the_plain_hash_is_the_identity_variant():
     for image in [*sample_photos().values(), *plain_and_symmetric_images()]:
         assert phash.bits_to_hex(phash.phash_bits(image)) == phash.dihedral_hashes(image)["identity"]
-
-
-@pytest.mark.parametrize("hex_hash", ["0000000000000000", "ffffffffffffffff", "8000000000000001", "c2924c5532bddfc8"])
-def test_hex_bits_and_vector_round_trip(hex_hash):
-    bits = phash.hex_to_bits(hex_hash)
-    assert bits.dtype == np.uint8 and bits.shape == (64,)
-    assert phash.bits_to_hex(bits) == hex_hash
-    assert phash.hex_to_vector(hex_hash) == [float(b) for b in bin(int(hex_hash, 16))[2:].zfill(64)]

@@ -11,38 +11,27 @@ import ipaddress
 import json
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import weaviate
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from weaviate.classes.init import Auth
 from weaviate.classes.rbac import Permissions
 
 from deeplens.config import OLDEST_TESTED_WEAVIATE, WEAVIATE_VERSION, Settings
-from deeplens.processes import Service, free_port
+from deeplens.processes import free_port
 from deeplens.samples import jpeg_bytes, sample_photos, write_demo_locations
-from deeplens.schema.weaviate import IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION
-from deeplens.stack import WEAVIATE_START_TIMEOUT, WeaviatePorts, weaviate_service
-from deeplens.weaviate_binary import resolve_weaviate_binary
+from deeplens.schema.weaviate import IMAGE_COLLECTION
 from tests.cli import run, run_json, weaviate_client
-from tests.conftest import WeaviateEndpoint, running_modules_server
+from tests.conftest import running_modules_server
+from tests.weaviate_server import TlsFiles, WeaviateEndpoint, delete_deeplens_collections, running_weaviate
 
 pytestmark = pytest.mark.weaviate
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    certificate: Path
-    key: Path
 
 
 @dataclass(frozen=True)
@@ -76,56 +65,17 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return files
 
 
-@contextmanager
-def running_weaviate(root: Path, version: str, modules_url: str | None, tls: TlsFiles | None = None,
-                     env: dict[str, str] | None = None, api_key: str | None = None,
-                     ) -> Iterator[tuple[WeaviateEndpoint, int | None]]:
-    """A real Weaviate of `version` with API-key authentication; no modules at all when modules_url is
-    None; with tls, HTTPS on a port of its own (returned) besides plain HTTP, and gRPC over TLS only;
-    env: more of Weaviate's settings."""
-    api_key = api_key or secrets.token_urlsafe(16)
-    binary = resolve_weaviate_binary(Settings(), progress=print, version=version)
-    ports = WeaviatePorts(**{name: free_port() for name in WeaviatePorts.__dataclass_fields__})
-    service: Service = weaviate_service(binary, root / "data", root / "run", "127.0.0.1", ports,
-                                        modules_url or "http://127.0.0.1:1", api_key)
-    service.version = version
-    if modules_url is None:  # what a Weaviate that offers no custom-URL modules looks like
-        for name in ("ENABLE_MODULES", "CLIP_INFERENCE_API", "IMAGE_INFERENCE_API"):
-            del service.env[name]
-    tls_port = None
-    if tls is not None:
-        tls_port = free_port()
-        service.argv += ["--scheme", "https", "--tls-host", "127.0.0.1", "--tls-port", str(tls_port),
-                         "--tls-certificate", str(tls.certificate), "--tls-key", str(tls.key)]
-        service.env.update(GRPC_CERT_FILE=str(tls.certificate), GRPC_KEY_FILE=str(tls.key))
-    service.env.update(env or {})
-    service.start()
-    try:
-        service.wait_ready(WEAVIATE_START_TIMEOUT)
-        yield WeaviateEndpoint("127.0.0.1", ports.http, ports.grpc, api_key), tls_port
-    finally:
-        service.stop()
-
-
 @pytest.fixture(scope="module")
 def existing(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[ExistingWeaviate]:
     """The pinned Weaviate with no modules enabled, an API key, and TLS signed by a private CA."""
-    with running_weaviate(tmp_path_factory.mktemp("existing"), WEAVIATE_VERSION, None, tls_files) as (endpoint, port):
-        yield ExistingWeaviate(endpoint, f"https://127.0.0.1:{port}", tls_files)
-
-
-def empty(endpoint: WeaviateEndpoint) -> None:
-    # Deleting is REST only; skipping the gRPC check lets this reach a Weaviate whose gRPC is TLS-only.
-    with weaviate.connect_to_local(host=endpoint.host, port=endpoint.http_port, grpc_port=endpoint.grpc_port,
-                                   auth_credentials=Auth.api_key(endpoint.api_key), skip_init_checks=True) as client:
-        for name in (IMAGE_COLLECTION, LOCATION_COLLECTION, SKIPPED_COLLECTION):
-            client.collections.delete(name)
+    with running_weaviate(tmp_path_factory.mktemp("existing"), None, tls=tls_files) as own:
+        yield ExistingWeaviate(own.endpoint, f"https://127.0.0.1:{own.tls_port}", tls_files)
 
 
 @pytest.fixture
 def existing_env(existing: ExistingWeaviate, modules_url: str, tmp_path: Path) -> dict[str, str]:
     """Settings an operator would use for a secured Weaviate: HTTPS with its CA, the key in a file."""
-    empty(existing.endpoint)
+    delete_deeplens_collections(existing.endpoint)
     key_file = tmp_path / "weaviate-key"
     key_file.write_text(existing.endpoint.api_key + "\n")
     return {
@@ -302,7 +252,8 @@ def test_a_role_on_the_deeplens_collections_is_all_deeplens_needs(modules_url, t
     rbac = {"AUTHENTICATION_APIKEY_ALLOWED_KEYS": f"{admin_key},{deeplens_key}",
             "AUTHENTICATION_APIKEY_USERS": "admin,deeplens",
             "AUTHORIZATION_RBAC_ENABLED": "true", "AUTHORIZATION_RBAC_ROOT_USERS": "admin"}
-    with running_weaviate(tmp_path / "rbac", WEAVIATE_VERSION, modules_url, env=rbac, api_key=admin_key) as (admin, _):
+    with running_weaviate(tmp_path / "rbac", modules_url, env=rbac, api_key=admin_key) as own:
+        admin = own.endpoint
         env = {"DEEPLENS_DATA_DIR": str(tmp_path / "data"), "DEEPLENS_WEAVIATE_URL": admin.url,
                "DEEPLENS_WEAVIATE_GRPC_PORT": str(admin.grpc_port), "DEEPLENS_WEAVIATE_API_KEY": deeplens_key,
                "DEEPLENS_MODULES_URL": modules_url}
@@ -348,11 +299,12 @@ def test_older_weaviate_release_answers_like_the_pinned_one(env, modules_url, tm
     runs both vector modes with the answers the pinned release gives."""
     photos = tmp_path / "photos"
     pinned = answers(env, photos, "modules")
-    with running_weaviate(tmp_path / "older", OLDEST_TESTED_WEAVIATE, modules_url) as (endpoint, _):
+    with running_weaviate(tmp_path / "older", modules_url, version=OLDEST_TESTED_WEAVIATE) as own:
+        endpoint = own.endpoint
         older_env = {**env, "DEEPLENS_WEAVIATE_URL": endpoint.url, "DEEPLENS_WEAVIATE_GRPC_PORT": str(endpoint.grpc_port),
                      "DEEPLENS_WEAVIATE_API_KEY": endpoint.api_key}
         with weaviate_client(endpoint) as client:
             assert client.get_meta()["version"] == OLDEST_TESTED_WEAVIATE
         assert_same(answers(older_env, photos, "modules"), pinned)
-        empty(endpoint)
+        delete_deeplens_collections(endpoint)
         assert_same(answers(older_env, photos, "precomputed"), pinned)

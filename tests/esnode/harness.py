@@ -166,7 +166,8 @@ class ElasticsearchNode:
                  home: Optional[Path] = None):
         self.http_port = http_port  # 0: the OS picks a free port; the launcher reports it
         # A home kept across stop() and start() (and left for the caller to remove), for tests
-        # that restart the node with its data; None: a temporary one, removed by stop().
+        # that restart the node with its data, at the URL of its first start; None: a temporary
+        # one, removed by stop().
         self.kept_home = home
         self.startup_timeout = startup_timeout
         self.log = log
@@ -204,6 +205,8 @@ class ElasticsearchNode:
         except BaseException:
             self.stop()
             raise
+        if self.kept_home is not None:  # a restart comes back where clients already point
+            self.http_port = int(self.url.rsplit(":", 1)[1])
         self.log(f"Elasticsearch {es_version()} up at {self.url} in {time.monotonic() - t0:.1f}s")
         return self
 

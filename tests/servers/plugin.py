@@ -36,6 +36,7 @@ INSTALL_HINT = "run tests/servers/install-system-packages.sh as root (`make test
 AZURITE_DEV_KEY = (  # Azurite's documented, public development account key
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
+SSHD = Path("/usr/sbin/sshd")
 _START_TIMES: dict[str, float] = {}
 
 
@@ -149,13 +150,17 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSer
     data = root / "data"
     data.mkdir()
     passphrase = secrets.token_hex(12)
-    sshd = Path("/usr/sbin/sshd")
     # DEEPLENS_TEST_SFTP=asyncssh picks the light server even where sshd exists.
-    if os.environ.get("DEEPLENS_TEST_SFTP") == "asyncssh" or not (sshd.exists() and shutil.which("ssh-keygen")):
+    if os.environ.get("DEEPLENS_TEST_SFTP") == "asyncssh" or not openssh_installed():
         yield from _asyncssh_server(root, data, passphrase)
         return
     with running_sshd(root, data, passphrase) as (_, server):
         yield server
+
+
+def openssh_installed() -> bool:
+    """Whether running_sshd can start: the server, and ssh-keygen for its keys."""
+    return SSHD.exists() and shutil.which("ssh-keygen") is not None
 
 
 @contextmanager
@@ -180,7 +185,7 @@ def running_sshd(root: Path, data: Path, passphrase: str) -> Iterator[tuple[Serv
     ]))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir, needed as root
-    proc = ServerProcess("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], root)
+    proc = ServerProcess("sshd", [SSHD, "-D", "-e", "-f", str(config)], root)
     started = time.monotonic()
     proc.start()
     try:
