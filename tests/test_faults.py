@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import fsspec
@@ -36,7 +37,7 @@ from tests.scanning import (count, images, index_of, indexed, killed, on_disk, o
                             scan_in_background, write)
 from tests.servers.plugin import (INSTALL_HINT, StorageServer, openssh_installed, running_seaweedfs, running_smbd,
                                   running_sshd)
-from tests.servers.process import ServerProcess, drop_connections
+from tests.servers.process import ServerProcess, drop_connections, pause, resume
 from tests.weaviate_server import RunningWeaviate, running_weaviate
 
 pytestmark = [pytest.mark.faults, pytest.mark.weaviate]
@@ -285,6 +286,35 @@ def test_connection_dropped_mid_read(env, weaviate, protocol, request, monkeypat
     [rerun] = run_json(env, "scan", "photos")
     assert (rerun["errors"], rerun["deleted"]) == (0, 1)
     assert indexed(weaviate, "photos") == on_disk(folder)
+
+
+def test_an_smb_server_that_stops_answering_stops_the_scan(env, weaviate, own_smb, monkeypatch):
+    """A server that keeps its connections open but answers nothing (hung, or the link went dead):
+    smbprotocol would wait for ever; each request now waits the location's `timeout` option, the
+    reads are retried, and the scan stops with the cause instead of hanging."""
+    proc, server, share = own_smb
+    folder = share / "stalled"
+    write(folder, images(8))
+    env = remote_location(env, replace(server, options={**server.options, "timeout": "2"}), "stalled")
+    paused: list[list[int]] = []
+    try:
+        with monkeypatch.context() as patch:
+            failing_after(patch, 3, lambda _fs: paused.append(pause(proc)))
+            started = time.monotonic()
+            failed = run(env, "scan", "stalled", ok=False)
+        assert paused and time.monotonic() - started < 60, "the scan waited past its timeouts"
+    finally:
+        for pids in paused:
+            resume(pids)
+    assert failed.exit_code == 1 and "is unreachable after 4 attempts" in failed.stderr, failed.stderr
+    assert "Connection timeout of 2.0 seconds exceeded" in failed.stderr, failed.stderr
+    assert "run `deeplens scan stalled` again" in failed.stderr
+
+    # The requests that timed out opened their files once the server answered again, on a connection
+    # this process still holds: the files stay open there, and the rerun reads them all the same.
+    [rerun] = run_json(env, "scan", "stalled")
+    assert rerun["errors"] == 0, run(env, "scan", "--errors", "stalled").output
+    assert indexed(weaviate, "stalled") == on_disk(folder)
 
 
 @pytest.fixture

@@ -125,7 +125,9 @@ def _kind_of(e: BaseException) -> str | None:
     if names & _NOT_FOUND_CLASSES or code in _NOT_FOUND_CODES or status == 404 or err_no == errno.ENOENT:
         return "not_found"
     if (names & _UNREACHABLE_CLASSES or err_no in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
-            or (isinstance(e, ValueError) and "Failed to connect to" in text)):
+            or (isinstance(e, ValueError) and "Failed to connect to" in text)
+            # smbprotocol, on a server that stopped answering requests (protocols._bound_smb_requests)
+            or ("SMBException" in names and "exceeded while waiting for a message id" in text)):
         return "unreachable"
     if (names & _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
             or (status is not None and (status >= 500 or status in (408, 429)))

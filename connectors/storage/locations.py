@@ -141,6 +141,13 @@ def _resolve(url: str, options: Mapping[str, Any], credentials_env: Mapping[str,
         if not storage_options.get("host"):
             raise StorageConfigError(f"{safe_url(url)} names no host: use {protocol.name}://host[:port]/path.")
         storage_options["port"] = int(storage_options.get("port") or protocol.default_port)
+        if "timeout" in storage_options:  # `storage add --option timeout=N` gives text
+            try:
+                storage_options["timeout"] = float(storage_options["timeout"])
+            except (TypeError, ValueError):
+                raise StorageConfigError(
+                    f"{safe_url(url)}: the option timeout={storage_options['timeout']!r} is not a number of seconds."
+                ) from None
     return _Target(
         url=url,
         protocol=protocol,

@@ -9,9 +9,9 @@ file       ``file:///abs/dir`` or a bare path          -
 memory     ``memory:///dir``                           -
 s3         ``s3://bucket/prefix``                      ``endpoint_url`` (S3-compatible stores),
                                                        ``client_kwargs``; ``key``, ``secret``
-sftp       ``sftp://user@host:port/abs/dir``           ``username``, ``key_filename``;
+sftp       ``sftp://user@host:port/abs/dir``           ``username``, ``key_filename``, ``timeout``;
                                                        ``password`` or ``passphrase`` (paramiko)
-smb        ``smb://host:port/share/dir``               ``username``; ``password``
+smb        ``smb://host:port/share/dir``               ``username``, ``timeout``; ``password``
 http(s)    ``https://host/path/list.txt``: a URL list  ``client_kwargs``; secrets through dotted
                                                        names, e.g. ``client_kwargs.headers.Authorization``
 gs         ``gs://bucket/prefix``                      ``endpoint_url``, ``project``; ``token``
@@ -33,6 +33,7 @@ errors.py turn those into StorageErrors.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -46,6 +47,9 @@ import fsspec.asyn
 
 # (scheme as written in the URL, URL, storage options) -> (file system, root path inside it)
 Opener = Callable[[str, str, dict[str, Any]], tuple[fsspec.AbstractFileSystem, str]]
+# SFTP and SMB: seconds to connect, and to wait for each answer (the libraries' default is to wait
+# forever for an answer); the location's `timeout` option overrides it.
+SERVER_TIMEOUT = 30
 
 
 def _open_registered(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -67,7 +71,7 @@ def _open_sftp(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.A
     from fsspec.implementations.sftp import SFTPFileSystem
 
     host = options.pop("host")
-    options.setdefault("timeout", 30)  # paramiko's connect timeout; its default waits forever
+    options.setdefault("timeout", SERVER_TIMEOUT)
     if options.get("password") or options.get("key_filename") or options.get("pkey"):
         # Explicit credentials: do not silently try the worker's own keys or agent instead.
         options.setdefault("look_for_keys", False)
@@ -93,6 +97,11 @@ def _reconnect_sftp(fs: fsspec.AbstractFileSystem) -> None:
 def _open_smb(scheme: str, url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
     from fsspec.implementations.smb import SMBFileSystem
 
+    _bound_smb_requests()
+    options.setdefault("timeout", SERVER_TIMEOUT)
+    # Open files without locking others out (smbclient's default locks a file until it is closed):
+    # a scan must not block the share's users, nor fail on a file one of them has open.
+    options.setdefault("share_access", "rwd")
     opening = threading.Lock()
 
     class LoggingInSMBFileSystem(SMBFileSystem):
@@ -133,11 +142,37 @@ def _check_url_list(fs: fsspec.AbstractFileSystem, root: str) -> None:
     fs.info(root)  # the URL list itself
 
 
+@functools.cache
+def _bound_smb_requests() -> None:
+    """smbprotocol waits for the answer to a request without limit (`Connection.receive`'s timeout
+    defaults to None), so a server that stops answering without closing the connection (a hung
+    smbd, a link gone dead) would hang a scan forever. smbclient makes its connections with the
+    `Connection` its `_pool` module imported (smbclient/_pool.py `register_session`, smbclient
+    1.17); that name is replaced, once per process, by a subclass whose requests wait at most the
+    connect timeout they were opened with (the location's `timeout` option). The request then
+    fails with "Connection timeout of N seconds exceeded", which is retried and then stops the scan."""
+    import smbclient._pool
+    from smbprotocol.connection import Connection
+
+    class BoundedConnection(Connection):
+        request_timeout: float | None = None
+
+        def connect(self, dialect=None, timeout=60, preferred_encryption_algos=None, preferred_signing_algos=None):
+            self.request_timeout = timeout
+            return super().connect(dialect, timeout, preferred_encryption_algos, preferred_signing_algos)
+
+        def receive(self, request, wait=True, timeout=None, resolve_symlinks=True):
+            return super().receive(request, wait, self.request_timeout if timeout is None else timeout, resolve_symlinks)
+
+    smbclient._pool.Connection = BoundedConnection
+
+
 def _smb_login(host: str, port: int, options: Mapping[str, Any], timeout: float) -> None:
     """Log in on a private connection: smbclient's shared pool would reuse an earlier session of
     the same user without ever sending this password."""
     import smbclient
 
+    _bound_smb_requests()
     cache: dict = {}
     try:
         smbclient.register_session(

@@ -171,6 +171,24 @@ def drop_connections(server: ServerProcess, port: int) -> int:
     return killed
 
 
+def pause(server: ServerProcess) -> list[int]:
+    """SIGSTOP the server and every process it forked: its connections stay open but nothing answers,
+    as with a hung server or a link gone dead. Returns the pids, for resume()."""
+    assert server.popen is not None
+    pids = [server.popen.pid, *_descendants(server.popen.pid)]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    return pids
+
+
+def resume(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # exited meanwhile
+
+
 def _open_files(pid: int) -> set[str]:
     links = set()
     try:
