@@ -127,7 +127,9 @@ def _kind_of(e: BaseException) -> str | None:
     if (names & _UNREACHABLE_CLASSES or err_no in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
             or (isinstance(e, ValueError) and "Failed to connect to" in text)
             # smbprotocol, on a server that stopped answering requests (protocols._bound_smb_requests)
-            or ("SMBException" in names and "exceeded while waiting for a message id" in text)):
+            or ("SMBException" in names and "exceeded while waiting for a message id" in text)
+            # paramiko, when the server accepted the connection but never answered the handshake
+            or ("SSHException" in names and text == "No existing session")):
         return "unreachable"
     if (names & _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
             or (status is not None and (status >= 500 or status in (408, 429)))
