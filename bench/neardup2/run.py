@@ -14,7 +14,7 @@
    also the best --max-distance x --max-semantic-distance on `tune`, applied to `test` (24 more
    calls). Each call takes a minute or more at 1,200 images on 2 busy cores.
 4. imagededup PHash and CNN (MobileNetV2 with the offline profile's weights): thresholds tuned on
-   `tune` (best pairwise F1 over a grid), reported on `test`.
+   `tune` (best pairwise F1 over a grid), reported on `test` (skip with --no-imagededup).
 5. Prints markdown: overall pairwise precision/recall/F1; recall per edit (with its issue-20 tier)
    and per parameter range of the edits the issue sets targets for; look-alikes joined to the
    source they resemble; false pairs by what they join; the look-alikes DeepLens grouped with
@@ -370,6 +370,8 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep on test (recall at precision 0.99)")
     parser.add_argument("--tune-grid", action="store_true", help="also tune DeepLens' two thresholds on `tune`")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--no-imagededup", action="store_true",
+                        help="skip imagededup (most of the run's time; its figures depend on the dataset alone)")
     args = parser.parse_args()
     config = QUICK if args.quick else FULL
 
@@ -448,18 +450,19 @@ def main() -> None:
                             f"R {sweep[(md, sd)].recall:.3f}")
                 timings["DeepLens sweep on test"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        encoded = {split: imagededup_encodings(images / split) for split in dataset.SPLITS}
-        timings["imagededup encode (PHash + CNN, both splits)"] = time.perf_counter() - t
         tuned_imagededup = {}
-        t = time.perf_counter()
-        for method, thresholds, label in (("phash", config["phash"], "imagededup PHash"),
-                                          ("cnn", config["cnn"], "imagededup CNN MobileNetV2")):
-            scores = {th: score(imagededup_pairs(method, encoded["tune"], th), tune) for th in thresholds}
-            th = max(scores, key=lambda k: (round(scores[k].f1, 6), -k if method == "phash" else k))
-            tuned_imagededup[method] = (th, scores)
-            results[f"{label} tuned on tune ({th})"] = score(imagededup_pairs(method, encoded["test"], th), test)
-        timings["imagededup grids and test"] = time.perf_counter() - t
+        if not args.no_imagededup:
+            t = time.perf_counter()
+            encoded = {split: imagededup_encodings(images / split) for split in dataset.SPLITS}
+            timings["imagededup encode (PHash + CNN, both splits)"] = time.perf_counter() - t
+            t = time.perf_counter()
+            for method, thresholds, label in (("phash", config["phash"], "imagededup PHash"),
+                                              ("cnn", config["cnn"], "imagededup CNN MobileNetV2")):
+                scores = {th: score(imagededup_pairs(method, encoded["tune"], th), tune) for th in thresholds}
+                th = max(scores, key=lambda k: (round(scores[k].f1, 6), -k if method == "phash" else k))
+                tuned_imagededup[method] = (th, scores)
+                results[f"{label} tuned on tune ({th})"] = score(imagededup_pairs(method, encoded["test"], th), test)
+            timings["imagededup grids and test"] = time.perf_counter() - t
 
     looks = {name: lookalike_rows(s.predicted, test) for name, s in results.items()}
     binned = {name: binned_recall(s.predicted, test) for name, s in results.items()}
@@ -487,12 +490,13 @@ def main() -> None:
         out += ["", "### DeepLens grid on `tune` (pairwise F1; rows --max-distance, columns --max-semantic-distance)", "",
                 *grid_table(grid, config["max_distance"], config["max_semantic"], lambda s: f"{s.f1:.3f}"),
                 "", f"Best on tune: {tuned} (F1 {grid[tuned].f1:.3f})."]
-    out += [
-        "", "### imagededup thresholds on `tune` (pairwise F1)", "",
-        "| method | threshold: F1 |", "|---|---|",
-        *[f"| {m} | " + ", ".join(f"{th}: {s.f1:.3f}" for th, s in sc.items()) + f" (chosen {th0}) |"
-          for m, (th0, sc) in tuned_imagededup.items()],
-    ]
+    if tuned_imagededup:
+        out += [
+            "", "### imagededup thresholds on `tune` (pairwise F1)", "",
+            "| method | threshold: F1 |", "|---|---|",
+            *[f"| {m} | " + ", ".join(f"{th}: {s.f1:.3f}" for th, s in sc.items()) + f" (chosen {th0}) |"
+              for m, (th0, sc) in tuned_imagededup.items()],
+        ]
     if sweep:
         ok = [k for k, s in sweep.items() if s.precision >= 0.99]
         at = max(ok, key=lambda k: (sweep[k].recall, -k[0], -k[1])) if ok else None
