@@ -61,6 +61,7 @@ bench-quick: weaviate
 	$(PY) -m bench.scan_throughput --images 200
 	$(PY) bench/modules_throughput.py --images 48
 	$(PY) -m bench.query_latency --quick
+	$(PY) -m bench.grouping_scale --quick
 	$(PY) -m bench.listing_memory --sizes 10000 --s3-sizes 0
 
 bench: weaviate
@@ -72,6 +73,7 @@ bench: weaviate
 	$(PY) -m bench.cleanup_throughput
 	$(PY) -m bench.report_size
 	$(PY) -m bench.grouping_cost --images 10000
+	$(PY) -m bench.grouping_scale
 	$(PY) -m bench.rescan_cost
 	$(PY) -m bench.listing_memory
 

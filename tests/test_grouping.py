@@ -161,3 +161,17 @@ def test_an_image_that_matched_only_a_member_is_checked_against_the_kept_copy_on
     graph["m"]["o"] = graph["o"]["m"] = derived(18)  # verified: the next star takes it in
     [group] = star_groups(images, graph)
     assert {x.uuid for x in group.members} == {"o", "p", "q", "r", "m"} and missed_members([group], graph) == []
+
+
+def test_a_member_of_a_second_group_that_matched_the_first_is_checked_against_its_kept_copy():
+    # Two groups of one picture (a split group): o kept with p, q and r; s kept with t and u, and t
+    # was verified against p. t is asked about o, and p about s (from either side); q, r and u,
+    # which matched nothing of the other group, are not asked.
+    images = {u: member(u, 1000) for u in ["o", "p", "q", "r", "s", "t", "u"]}
+    graph = {"o": {"p": near(2), "q": near(3), "r": near(4)}, "s": {"t": near(5), "u": near(6)}, "p": {"t": derived(20)}}
+    groups = star_groups(images, graph)
+    assert sorted(group.members[0].uuid for group in groups) == ["o", "s"]
+    assert missed_members(groups, graph) == [("o", "t"), ("p", "s")]
+    graph["t"]["o"] = graph["o"]["t"] = derived(18)  # verified: the larger star takes it over
+    groups = star_groups(images, graph)
+    assert {x.uuid for x in groups[0].members} == {"o", "p", "q", "r", "t"}

@@ -49,6 +49,9 @@ class Backend(Protocol):
     def images(self, locations: list[str] | None) -> Iterator[tuple[str, dict]]:
         """(id, MEMBER_FIELDS) of every image in the locations (all when None), over a cursor."""
 
+    def images_with_embeddings(self, locations: list[str] | None) -> Iterator[tuple[str, dict, list[float] | None]]:
+        """(id, MEMBER_FIELDS, semantic embedding or None) of every image in the locations, over a cursor."""
+
     def exact_copies(self, locations: list[str] | None) -> list[list[tuple[str, dict]]]:
         """(id, MEMBER_FIELDS) of the images of every content hash held more than once, per hash."""
 

@@ -34,9 +34,16 @@ class ElasticsearchBackend:
         return self.es.count(index=IMAGES_ALIAS, query={"exists": {"field": "semantic"}})["count"] == 0
 
     def images(self, locations: list[str] | None) -> Iterator[tuple[str, dict]]:
+        for image_id, properties, _ in self._scroll(locations, MEMBER_FIELDS):
+            yield image_id, properties
+
+    def images_with_embeddings(self, locations: list[str] | None) -> Iterator[tuple[str, dict, list[float] | None]]:
+        return self._scroll(locations, [*MEMBER_FIELDS, "semantic"])
+
+    def _scroll(self, locations: list[str] | None, source: list[str]) -> Iterator[tuple[str, dict, list[float] | None]]:
         query = {"query": {"bool": {"filter": _location_filter(locations)}}}
-        for hit in helpers.scan(self.es, index=IMAGES_ALIAS, query=query, _source=MEMBER_FIELDS):
-            yield hit["_id"], hit["_source"]
+        for hit in helpers.scan(self.es, index=IMAGES_ALIAS, query=query, _source=source):
+            yield hit["_id"], hit["_source"], hit["_source"].pop("semantic", None)
 
     def exact_copies(self, locations: list[str] | None) -> list[list[tuple[str, dict]]]:
         copies = []

@@ -3,18 +3,19 @@
 Tiers of a pair (a member and its group's kept copy):
   - `exact`: the same bytes (`content_sha256`).
   - `near`: the same picture after re-encoding, resizing or colour changes (pHashes within
-    max_distance bits: a Hamming neighbour query), or turned by 90/180/270 degrees or mirrored (a
+    max_distance bits, see hash_matches), or turned by 90/180/270 degrees or mirrored (a
     rotation/mirror of one pHash within max_distance of the other's, matched by hash bands, see
     turned_copies).
-  - `derived`: a crop, border, watermark or small rotation of the same picture: a candidate from
-    the semantic neighbour query (cosine within max_semantic_distance) CONFIRMED by geometric
+  - `derived`: a crop, border, watermark or small rotation of the same picture: a semantic
+    candidate (cosine within max_semantic_distance, see semantic_candidates) CONFIRMED by geometric
     verification on the module server (modules/verify.py). Embedding distance alone only says
     "the same kind of picture".
   - `similar`: a semantic candidate that verification rejected. Never grouped, never wasted
     bytes; listed only on request, for review.
 A candidate that could not be verified (an image unreadable, no thumbnail in the index) is
 listed as `unverified` with the reason, and never grouped. A hash-only index has no embeddings:
-there, exact and near alone.
+there, exact and near alone. Candidates are found in memory over one export of the collection
+(queries/candidates.py), not by queries per image.
 
 Groups are stars (see star_groups): every member matched the kept copy itself, so unrelated
 images never chain into one group. An image left out because it matched only other members of a
@@ -31,6 +32,7 @@ from datetime import datetime
 import numpy as np
 
 from deeplens.connectors.modules_client import FeatureError, ModulesClient
+from deeplens.connectors.queries import candidates as in_memory
 from deeplens.connectors.queries.backend import Backend, NotAnswered
 from deeplens.modules.phash import hamming
 
@@ -42,7 +44,6 @@ NEIGHBOURS = 50  # most pHash neighbours fetched per image
 # Semantic candidates verified per image, nearest first: a collection of look-alikes (one style,
 # bursts) makes every image a candidate of every other, and each pair costs a verification.
 SEMANTIC_CANDIDATES = 5
-PHASH_BANDS = 4  # 16-bit bands: hashes within Hamming distance 3 share one for sure
 VERIFY_BATCH = 32  # pairs per module server call
 TIERS = ("exact", "near", "derived")
 
@@ -215,39 +216,33 @@ def near_duplicates(
 ) -> NearDuplicates:
     """Near-duplicate groups, and the semantic candidates that were not confirmed (`modules`
     verifies them)."""
+    semantic = max_semantic_distance > 0 and not backend.hash_only()
     images: dict[str, Member] = {}
     hashes: dict[str, Hashes] = {}
-    for uuid, properties in backend.images(locations):
+    embeddings: list[np.ndarray] = []  # float32 rows as they come: a million lists of floats would not fit
+    rows = (backend.images_with_embeddings(locations) if semantic
+            else ((uuid, properties, None) for uuid, properties in backend.images(locations)))
+    for uuid, properties, embedding in rows:
         if properties.get("phash"):  # an image the module server could not hash has nothing to compare
             images[uuid] = Member.of(uuid, properties)
             hashes[uuid] = Hashes.of(properties)
+            if semantic:
+                embeddings.append(np.asarray(embedding or (), dtype=np.float32))
     on_total(len(images))
 
-    turned = turned_copies(hashes, max_distance)
-    semantic = max_semantic_distance > 0 and not backend.hash_only()
-
-    def neighbours(uuid: str) -> tuple[dict[str, Match], dict[str, float]]:
-        """Hash matches of one image, and its semantic candidates with their cosine distance."""
-        found = {other: Match("near", Evidence(distance)) for other, distance in turned.get(uuid, {}).items()}
-        for hit in backend.phash_neighbours(hashes[uuid].phash, max_distance, NEIGHBOURS, locations):
-            distance = round(hit.distance)
-            if hit.id != uuid and hit.id in images and (hit.id not in found or distance < found[hit.id].evidence.hamming):
-                found[hit.id] = Match("near", Evidence(distance))
-        candidates = {}
-        if semantic:  # the nearest few that are not hash matches already (the answer is nearest first)
-            limit = len(found) + SEMANTIC_CANDIDATES + 1
-            for hit in backend.semantic_neighbours(uuid, max_semantic_distance, limit, locations):
-                if hit.id != uuid and hit.id in images and hit.id not in found and len(candidates) < SEMANTIC_CANDIDATES:
-                    candidates[hit.id] = round(hit.distance, 4)
-        on_done(1)
-        return found, candidates
-
-    with ThreadPoolExecutor(workers) as pool:  # independent queries: the database answers several at once
-        answers = dict(zip(images, pool.map(neighbours, images)))
-    graph = {uuid: found for uuid, (found, _) in answers.items()}
+    # Candidates found in memory over the export (queries/candidates.py), not queried per image.
+    graph = hash_matches(hashes, max_distance)
+    near: dict[str, dict[str, float]] = {}
+    if semantic and images:
+        dims = max(len(row) for row in embeddings)  # an image without an embedding matches none
+        vectors = np.stack([row if len(row) == dims else np.zeros(dims, dtype=np.float32) for row in embeddings])
+        del embeddings
+        near = semantic_candidates(list(images), vectors, graph, max_semantic_distance)
+        del vectors
+    on_done(len(images))
     candidates: dict[tuple[str, str], float] = {}  # each unordered pair once, not already a hash match
-    for uuid, (_, near) in answers.items():
-        for other, cosine in near.items():
+    for uuid, chosen in near.items():
+        for other, cosine in chosen.items():
             if uuid not in graph.get(other, {}):
                 key = (uuid, other) if uuid < other else (other, uuid)
                 candidates[key] = min(cosine, candidates.get(key, cosine))
@@ -278,19 +273,51 @@ def near_duplicates(
     return result
 
 
+def hash_matches(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dict[str, Match]]:
+    """Each image's pHash matches, found in memory (queries/candidates.py): its rotated/mirrored
+    copies (turned_copies) and its NEIGHBOURS nearest other pHashes within max_distance: what one
+    pHash neighbour query per image answered, exactly instead of by HNSW."""
+    ids = list(hashes)
+    found = {uuid: {other: Match("near", Evidence(distance)) for other, distance in turned.items()}
+             for uuid, turned in turned_copies(hashes, max_distance).items()}
+    phashes = in_memory.hash_array([hashes[uuid].phash for uuid in ids])
+    for image, other, distance in _rows(in_memory.nearest_per_image(
+            *in_memory.phash_pairs(phashes, max_distance), NEIGHBOURS)):
+        matches = found.setdefault(ids[image], {})
+        if ids[other] not in matches or distance < matches[ids[other]].evidence.hamming:
+            matches[ids[other]] = Match("near", Evidence(distance))
+    return found
+
+
+def semantic_candidates(ids: list[str], vectors: np.ndarray, found: dict[str, dict[str, Match]],
+                        max_semantic_distance: float) -> dict[str, dict[str, float]]:
+    """Each image's SEMANTIC_CANDIDATES nearest images by embedding (`vectors`, one row per id;
+    cosine within max_semantic_distance) that are not its hash matches (`found`), found in memory
+    (queries/candidates.py): what one semantic neighbour query per image answered."""
+    # Each image's nearest, as many as its hash matches and the candidates: those come first.
+    limits = np.array([len(found.get(uuid, {})) + SEMANTIC_CANDIDATES for uuid in ids], dtype=np.int64)
+    near: dict[str, dict[str, float]] = {}
+    for image, other, cosine in _rows(in_memory.semantic_neighbours(vectors, max_semantic_distance, limits)):
+        chosen = near.setdefault(ids[image], {})
+        if ids[other] not in found.get(ids[image], {}) and len(chosen) < SEMANTIC_CANDIDATES:
+            chosen[ids[other]] = round(cosine, 4)
+    return near
+
+
 def missed_members(groups: list[Group], graph: dict[str, dict[str, Match]]) -> list[tuple[str, str]]:
-    """(kept copy, image) pairs worth one more verification: an image in no group that matched a
-    member of a group but not its kept copy. Groups are stars, so such an image stays out even when
-    it is a copy of the group's picture: its semantic candidates were other copies of it, never the
-    kept copy. Only the kept copy is asked, so this cannot chain either. Safe since verification
-    compares colours (modules/verify.py): before, different products shot in one studio passed the
-    geometric check, and this second check joined whole families of them (bench/RESULTS.md).
-    `graph` as star_groups left it: each match on both sides."""
+    """(kept copy, image) pairs worth one more verification: an image that matched a member of a
+    group but not its kept copy, whether it is in no group or in another one. Groups are stars, so
+    such an image stays out even when it is a copy of the group's picture (its semantic candidates
+    were other copies of it, never the kept copy), or it starts a second group of that picture (a
+    split group). Only the kept copy is asked, so this cannot chain either. Safe since verification
+    compares colours, in studio shots where the object is (modules/verify.py): before, different
+    products shot in one studio passed, and this second check joined whole families of them
+    (bench/RESULTS.md). `graph` as star_groups left it: each match on both sides."""
     grouped = {member.uuid: group.members[0].uuid for group in groups for member in group.members}
     pairs = set()
     for uuid, found in graph.items():
-        if uuid not in grouped:
-            for kept in {grouped[other] for other in found if other in grouped}:
+        for kept in {grouped[other] for other in found if other in grouped}:
+            if kept != grouped.get(uuid) and kept not in found:  # not its own group, not a match already
                 pairs.add((kept, uuid) if kept < uuid else (uuid, kept))
     return sorted(pairs)
 
@@ -412,31 +439,25 @@ def _cosine_distance(a: list[float], b: list[float]) -> float:
     return round(float(1 - x @ y / (np.linalg.norm(x) * np.linalg.norm(y))), 4)
 
 
-def phash_bands(phash_hex: str) -> list[str]:
-    width = len(phash_hex) // PHASH_BANDS
-    return [f"{band}:{phash_hex[band * width:(band + 1) * width]}" for band in range(PHASH_BANDS)]
-
-
 def turned_copies(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dict[str, int]]:
     """Rotated and mirrored copies, by hash bands instead of seven more vector queries per image.
 
     A copy turned by 90/180/270 degrees or mirrored has a pHash within a few bits of the matching
     rotation/mirror of the original (bench/neardup: at most 2). With 4 bands of 16 bits, hashes
     within 3 bits share at least one band exactly, so looking up each variant's bands among the
-    images' own bands finds those pairs in one pass over the collection."""
-    by_band: dict[str, list[str]] = {}
-    for uuid, image in hashes.items():
-        for band in phash_bands(image.phash):
-            by_band.setdefault(band, []).append(uuid)
+    images' own bands finds those pairs in one pass over the collection (queries/candidates.py)."""
+    ids = list(hashes)
+    owners = np.array([number for number, uuid in enumerate(ids) for _ in hashes[uuid].turned], dtype=np.int64)
+    variants = in_memory.hash_array([variant for uuid in ids for variant in hashes[uuid].turned])
+    phashes = in_memory.hash_array([hashes[uuid].phash for uuid in ids])
     found: dict[str, dict[str, int]] = {}
-    for uuid, image in hashes.items():
-        for variant in image.turned:
-            for other in {other for band in phash_bands(variant) for other in by_band.get(band, ())}:
-                distance = hamming(variant, hashes[other].phash)
-                if other != uuid and distance <= max_distance:
-                    pairs = found.setdefault(uuid, {})
-                    pairs[other] = min(pairs.get(other, distance), distance)
+    for image, other, distance in _rows(in_memory.turned_pairs(phashes, variants, owners, max_distance)):
+        found.setdefault(ids[image], {})[ids[other]] = distance
     return found
+
+
+def _rows(columns: tuple[np.ndarray, ...]):
+    return zip(*(column.tolist() for column in columns))
 
 
 def star_groups(images: dict[str, Member], graph: dict[str, dict[str, Match]]) -> list[Group]:

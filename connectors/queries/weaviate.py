@@ -42,10 +42,18 @@ class WeaviateBackend:
         return self.vectors.hash_only
 
     def images(self, locations: list[str] | None) -> Iterator[tuple[str, dict]]:
+        for uuid, properties, _ in self._cursor(locations, embeddings=False):
+            yield uuid, properties
+
+    def images_with_embeddings(self, locations: list[str] | None) -> Iterator[tuple[str, dict, list[float] | None]]:
+        return self._cursor(locations, embeddings=not self.hash_only())
+
+    def _cursor(self, locations: list[str] | None, embeddings: bool) -> Iterator[tuple[str, dict, list[float] | None]]:
         # Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS.
-        for obj in self.collection.iterator(return_properties=MEMBER_FIELDS):
+        vectors = [SEMANTIC_VECTOR] if embeddings else False
+        for obj in self.collection.iterator(return_properties=MEMBER_FIELDS, include_vector=vectors):
             if not locations or obj.properties["location"] in locations:
-                yield str(obj.uuid), obj.properties
+                yield str(obj.uuid), obj.properties, (obj.vector or {}).get(SEMANTIC_VECTOR)
 
     def exact_copies(self, locations: list[str] | None) -> list[list[tuple[str, dict]]]:
         """Content hashes counted over a cursor of the one property, then the members of those held

@@ -1,0 +1,345 @@
+"""`duplicates --near` at scale: the grouping core (connectors.queries.grouping.near_duplicates) on
+collections of 10k to 100k images, old method against new.
+
+Collections: a few hundred REAL JPEGs scanned with `deeplens scan` (the sample photos, edits of
+them, byte copies, photo-like JPEGs: bench.query_latency.write_real_images), topped up with
+SYNTHETIC objects inserted with their own vectors (bench.query_latency.SyntheticMaker: random unit
+`semantic` vectors, uniform random pHashes, ~3% exact and ~5% near copies, no thumbnails). The
+output flags them. One build makes every size: the data dir of each size is copied when the
+collection reaches it, so `--keep DIR` builds once and later runs reuse DIR/<size>.
+
+At each size: the old method (one pHash nearVector and one semantic nearObject per image) where
+the size is at most --old-max, the new one always, time per phase, queries per image, CPU seconds
+of each process, peak RSS, machine load; and at the smallest size the agreement of the two
+(pairs found by both / only one, groups identical). Then the in-memory candidate steps alone
+(connectors/queries/candidates.py) on SYNTHETIC hashes and embeddings of --memory-sizes (100k and
+1M; the semantic step up to --semantic-max: at 1M it holds 5 GB and takes ~5 CPU minutes).
+
+    .venv/bin/python -m bench.grouping_scale                                  # 10k and 100k
+    .venv/bin/python -m bench.grouping_scale --keep /tmp/grouping-scale       # build once, reuse
+    .venv/bin/python -m bench.grouping_scale --quick                          # 2000 images (make bench-quick)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.neardup.run import PrivateStack
+from bench.procstats import proc_status, stack_pids
+from bench.query_latency import CpuMeter, SyntheticMaker, insert_synthetic, machine_load, write_real_images
+
+REAL_LOCATION = "real"
+OLD_REF = "40216d2"  # the last commit whose near_duplicates sent two queries per image
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def connect_to(stack: PrivateStack):
+    """Client, backend and module client of the stack, in this process."""
+    os.environ.update(stack.env)
+    from deeplens.config import Settings
+    from deeplens.connectors.modules_client import ModulesClient
+    from deeplens.connectors.queries.weaviate import WeaviateBackend
+    from deeplens.connectors.weaviate_client import connect
+
+    settings = Settings()
+    client = connect(settings)
+    modules = ModulesClient(settings.modules_url)
+    return client, WeaviateBackend(client, modules), modules
+
+
+def build(root: Path, sizes: list[int], real: int) -> None:
+    """Every size's data dir under root, in one pass: real scan, then synthetic inserts. An
+    interrupted build (root/building) goes on where it stopped."""
+    from deeplens.schema.weaviate import IMAGE_COLLECTION, SEMANTIC_VECTOR, apply_schema
+
+    work = root / "building"
+    resumed = work.exists()
+    photos = root / "photos"
+    if not photos.exists():
+        write_real_images(photos, real)
+    stack = PrivateStack(work)
+    stack("up")
+    try:
+        client, backend, modules = connect_to(stack)
+        if not resumed:
+            apply_schema(client, stack.env["DEEPLENS_MODULES_URL"])
+            stack("storage", "add", REAL_LOCATION, str(photos))
+            started = time.perf_counter()
+            stack("scan", REAL_LOCATION)
+            log(f"scanned {real} real JPEGs in {time.perf_counter() - started:.0f} s")
+        collection = client.collections.use(IMAGE_COLLECTION)
+        probe = next(iter(collection.iterator(include_vector=True, return_properties=["location"])))
+        maker = SyntheticMaker(len(probe.vector[SEMANTIC_VECTOR]), seed=8 if resumed else 7)
+        # Synthetic ids come from the maker's count: a resumed build numbers on, not over, the objects there.
+        maker.count = collection.aggregate.over_all(total_count=True).total_count - sum(
+            1 for _ in backend.images([REAL_LOCATION]))
+        for size in sizes:
+            have = collection.aggregate.over_all(total_count=True).total_count
+            with CpuMeter(stack_pids(work) | {"benchmark": os.getpid()}) as meter:
+                insert_synthetic(collection, maker, size - have)
+            log(f"{size}: inserted {size - have} synthetic objects, {meter.summary()}")
+            client.close()
+            stack("down")
+            shutil.copytree(work, root / str(size))
+            (root / str(size) / "weaviate-ports.json").unlink()  # internal ports picked anew where it runs
+            stack("up")
+            client, backend, modules = connect_to(stack)
+            collection = client.collections.use(IMAGE_COLLECTION)
+        client.close()
+    finally:
+        stack("down")
+    shutil.rmtree(work)
+
+
+def old_grouping(ref: str):
+    """connectors/queries/grouping.py as of `ref` (before candidates were found in memory), loaded
+    as a module: the old method, run against the same backend."""
+    import types
+
+    source = subprocess.run(["git", "show", f"{ref}:connectors/queries/grouping.py"], capture_output=True,
+                            text=True, check=True, cwd=Path(__file__).parent).stdout
+    module = sys.modules["old_grouping"] = types.ModuleType("old_grouping")  # dataclasses look it up
+    exec(compile(source, f"{ref}:connectors/queries/grouping.py", "exec"), module.__dict__)
+    return module
+
+
+class Phases:
+    """Wall and CPU seconds (this process) of the phases of one near_duplicates run, from its progress
+    callbacks and from wrappers around the in-memory candidate steps."""
+
+    def __init__(self, grouping):
+        self.marks: list[tuple[str, float, float]] = [("start", time.perf_counter(), time.process_time())]
+        self.grouping = grouping
+        self.wrapped = {}
+        for name in ("hash_matches", "semantic_candidates"):
+            if hasattr(grouping, name):
+                self.wrapped[name] = original = getattr(grouping, name)
+                setattr(grouping, name, self._timed(name, original))
+
+    def _timed(self, name, function):
+        def run(*args, **kwargs):
+            self.mark(f"before {name}")
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.mark(name)
+        return run
+
+    def mark(self, name: str) -> None:
+        self.marks.append((name, time.perf_counter(), time.process_time()))
+
+    def restore(self) -> None:
+        for name, function in self.wrapped.items():
+            setattr(self.grouping, name, function)
+
+    def on_total(self, total: int) -> None:
+        if not any(name == "export" for name, *_ in self.marks):
+            self.mark("export")
+
+    def split(self) -> dict[str, tuple[float, float]]:
+        """phase -> (wall s, CPU s of this process)."""
+        out = {}
+        for (_, wall0, cpu0), (name, wall1, cpu1) in zip(self.marks, self.marks[1:]):
+            if not name.startswith("before"):
+                out[name] = (wall1 - wall0, cpu1 - cpu0)
+        return out
+
+
+def agreement(old, new) -> dict:
+    def grouped(result):
+        return {frozenset(m.uri for m in g.members) for g in result.groups}
+
+    def co_grouped(result):
+        return {frozenset((a.uri, b.uri)) for g in result.groups for i, a in enumerate(g.members) for b in g.members[i + 1:]}
+
+    def candidates(result):  # semantic candidates that were not grouped: rejected or not verifiable
+        return {frozenset((p.a.uri, p.b.uri)) for p in (*result.similar, *result.unverified)}
+
+    out = {}
+    for name, of in (("groups", grouped), ("grouped pairs", co_grouped), ("similar + unverified pairs", candidates)):
+        a, b = of(old), of(new)
+        out[name] = {"both": len(a & b), "only old": len(a - b), "only new": len(b - a)}
+    return out
+
+
+def run_near(grouping, backend, modules, pids: dict[str, int]) -> tuple[object, dict]:
+    calls = {"thumbnails": 0, "phash_neighbours": 0, "semantic_neighbours": 0}
+    originals = {name: getattr(backend, name) for name in calls}
+
+    def counted(name):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return originals[name](*args, **kwargs)
+        return call
+
+    for name in calls:
+        setattr(backend, name, counted(name))
+    phases = Phases(grouping)
+    try:
+        with CpuMeter(pids) as meter:
+            result = grouping.near_duplicates(backend, modules, on_total=phases.on_total)
+        phases.mark("verification and grouping")
+    finally:
+        phases.restore()
+        for name in calls:
+            delattr(backend, name)
+    return result, {"cpu": meter.summary(), "phases": phases.split(), "calls": calls, "groups": len(result.groups),
+                    "similar": len(result.similar), "unverified": len(result.unverified)}
+
+
+def measure(root: Path, size: int, args) -> dict:
+    from deeplens.connectors.queries import grouping
+
+    stack = PrivateStack(root / str(size))
+    stack("up")
+    try:
+        client, backend, modules = connect_to(stack)
+        pids = stack_pids(root / str(size)) | {"benchmark": os.getpid()}
+        images = sum(1 for _ in backend.images(None))
+        row: dict = {"images": images, "real": sum(1 for _ in backend.images([REAL_LOCATION]))}
+        log(f"{size}: {images} images; new method")
+        new, row["new"] = run_near(grouping, backend, modules, pids)
+        log(f"{size}: new {row['new']}")
+        if size <= args.old_max:
+            old_module = old_grouping(args.old_ref)
+            old, row["old"] = run_near(old_module, backend, modules, pids)
+            log(f"{size}: old {row['old']}")
+            row["agreement"] = agreement(old, new)
+            log(f"{size}: agreement {row['agreement']}")
+        row["load"] = machine_load()
+        row["rss"] = {name: proc_status(pid).get("VmHWM", float("nan")) for name, pid in pids.items()}
+        client.close()
+        modules.close()
+        return row
+    finally:
+        stack("down")
+
+
+def in_memory(size: int, dims: int) -> dict:
+    """The in-memory candidate steps alone on SYNTHETIC data: uniform random pHashes with 7 random
+    rotations/mirrors each, 5% near copies (1..8 bits flipped), and (dims > 0) random unit
+    embeddings with the near copies nudged as SyntheticMaker does."""
+    import numpy as np
+
+    from deeplens.connectors.queries import candidates
+    from deeplens.connectors.queries.grouping import NEIGHBOURS, SEMANTIC_CANDIDATES
+
+    rng = np.random.default_rng(size)
+    hashes = rng.integers(0, 2**63, size=size, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    copies = rng.choice(size, size // 20, replace=False)
+    flips = np.zeros(len(copies), dtype=np.uint64)
+    for bit in range(8):
+        flips |= (rng.random(len(copies)) < 0.5).astype(np.uint64) << np.uint64(rng.integers(64))
+    hashes[copies] = hashes[rng.integers(size, size=len(copies))] ^ flips
+    variants = rng.integers(0, 2**63, size=7 * size, dtype=np.int64).astype(np.uint64)
+    owners = np.repeat(np.arange(size), 7)
+    out = {"size": size}
+    for name, step in (("pHash pairs", lambda: candidates.nearest_per_image(*candidates.phash_pairs(hashes, 8), NEIGHBOURS)),
+                       ("turned pairs", lambda: candidates.turned_pairs(hashes, variants, owners, 8))):
+        wall, cpu = time.perf_counter(), time.process_time()
+        found = step()
+        out[name] = (time.perf_counter() - wall, time.process_time() - cpu, len(found[0]))
+        log(f"in memory {size}: {name} {out[name]}")
+    if dims:
+        vectors = np.empty((size, dims), dtype=np.float32)
+        for start in range(0, size, 65536):
+            block = rng.standard_normal((min(65536, size - start), dims), dtype=np.float32)
+            vectors[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        nudged = vectors[copies[:len(copies) // 2]] + 0.3 * rng.standard_normal((len(copies) // 2, dims), dtype=np.float32) / dims ** 0.5
+        vectors[copies[len(copies) // 2:len(copies) // 2 * 2]] = nudged / np.linalg.norm(nudged, axis=1, keepdims=True)
+        wall, cpu = time.perf_counter(), time.process_time()
+        found = candidates.semantic_neighbours(vectors, 0.16, np.full(size, SEMANTIC_CANDIDATES))
+        out["semantic neighbours"] = (time.perf_counter() - wall, time.process_time() - cpu, len(found[0]))
+        log(f"in memory {size}: semantic {out['semantic neighbours']}")
+    out["rss"] = proc_status(os.getpid()).get("VmHWM", float("nan"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000", help="total images per collection, ascending")
+    parser.add_argument("--real", type=int, default=300, help="real JPEGs scanned with `deeplens scan`")
+    parser.add_argument("--keep", type=Path, help="build the collections here once and reuse them")
+    parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--old-max", type=int, default=10_000, help="largest size at which the old method runs too")
+    parser.add_argument("--old-ref", default=OLD_REF, help="git commit of the old method")
+    parser.add_argument("--memory-sizes", default="100000,1000000", help="sizes of the in-memory steps alone (0: none)")
+    parser.add_argument("--memory-dims", type=int, default=1280, help="embedding dims there")
+    parser.add_argument("--semantic-max", type=int, default=100_000,
+                        help="largest of those sizes with the semantic step (1M x 1280-d: 5 GB, ~5 CPU-min)")
+    parser.add_argument("--quick", action="store_true", help="2000 images, 60 real, in memory 100k (make bench-quick)")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.real, args.old_max, args.memory_sizes, args.semantic_max = "2000", 60, 2000, "100000", 10_000
+    sizes = sorted(int(s) for s in args.sizes.split(",") if int(s))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="deeplens-grouping-scale-") as tmp:
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        missing = [size for size in sizes if not (root / str(size)).exists()]
+        if missing:
+            build(root, missing, args.real)
+        if args.build_only:
+            return
+        rows = {size: measure(root, size, args) for size in sizes}
+    memory = [in_memory(size, args.memory_dims if size <= args.semantic_max else 0)
+              for size in (int(s) for s in args.memory_sizes.split(",")) if size]
+    print_report(rows, memory, time.perf_counter() - started)
+
+
+def print_report(rows: dict[int, dict], memory: list[dict], total_s: float) -> None:
+    print(f"\n### duplicates --near at scale\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
+          f"{platform.machine()}; whole run {total_s / 60:.1f} min. Collections: REAL scanned JPEGs plus "
+          "SYNTHETIC objects (random vectors and pHashes, ~3% exact and ~5% near copies, no thumbnails).\n")
+    print("| | method | images (real) | wall s | export | pHash matches | semantic candidates | verification + grouping "
+          "| per-image queries | CPU s: weaviate / modules / benchmark | groups | load 1 min; CPU pressure avg60 "
+          "| peak RSS MB weaviate / benchmark |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, row in rows.items():
+        for method in ("old", "new"):
+            if method not in row:
+                continue
+            r = row[method]
+            p = r["phases"]
+
+            def phase(name):
+                return f"{p[name][0]:.1f} ({p[name][1]:.1f} CPU)" if name in p else "-"
+
+            queries = (r["calls"]["phash_neighbours"] + r["calls"]["semantic_neighbours"]) / row["images"]
+            cpu = r["cpu"]
+            print(f"| {size:,} | {method} | {row['images']:,} ({row['real']}) | {cpu['wall_s']:.0f} | {phase('export')} "
+                  f"| {phase('hash_matches')} | {phase('semantic_candidates')} | {phase('verification and grouping')} "
+                  f"| {queries:.2f} | {cpu.get('weaviate_cpu_s', 0):.0f} / {cpu.get('modules_cpu_s', 0):.0f} / "
+                  f"{cpu.get('benchmark_cpu_s', 0):.0f} | {r['groups']:,} | {row['load']['loadavg1']:.1f}; "
+                  f"{row['load'].get('cpu_pressure_avg60', float('nan')):.0f}% | {row['rss'].get('weaviate', float('nan')):.0f} / "
+                  f"{row['rss'].get('benchmark', float('nan')):.0f} |")
+    for size, row in rows.items():
+        if "agreement" in row:
+            print(f"\nAgreement at {size:,} images, old (one pHash and one semantic query per image) vs new (in memory):\n")
+            print("| | both | only old | only new |\n|---|---:|---:|---:|")
+            for name, counts in row["agreement"].items():
+                print(f"| {name} | {counts['both']:,} | {counts['only old']:,} | {counts['only new']:,} |")
+    if memory:
+        print("\nIn-memory steps alone on SYNTHETIC data (uniform random pHashes, random unit embeddings); "
+              "wall s (CPU s of this process), pairs found:\n")
+        print("| images | pHash pairs (<= 8 bits, 50 per image) | turned pairs (7 variants each) | semantic neighbours "
+              "| peak RSS MB |\n|---:|---:|---:|---:|---:|")
+        for m in memory:
+            cells = [f"{m[k][0]:.0f} ({m[k][1]:.0f}), {m[k][2]:,}" if k in m else "not run"
+                     for k in ("pHash pairs", "turned pairs", "semantic neighbours")]
+            print(f"| {m['size']:,} | " + " | ".join(cells) + f" | {m['rss']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

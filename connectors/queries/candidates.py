@@ -1,0 +1,198 @@
+"""Candidates found in memory, over the export of the whole collection: no query per image.
+
+pHash matches (phash_pairs, turned_pairs):
+
+Multi-index hashing: split the 64 bits into bands; by the pigeonhole principle two hashes within
+`max_distance` bits have at least one band within `max_distance // bands` bits of each other. Each
+band's values are counting-sorted into a table once; each hash then looks up its own band value
+with every pattern of at most that many bits flipped, and only those candidates get their full
+distance computed. Exact (every pair within `max_distance`, no other), unlike an HNSW query, and
+vectorised with numpy: no Python loop per hash or per candidate pair, so it runs at a million hashes.
+
+Semantic neighbours (semantic_neighbours): an inverted-file search over the exported embeddings.
+A per-image query to the database costs ~4 ms of its CPU (bench/RESULTS.md, "duplicates --near at
+scale"), too much for 100k images on 2 cores; here the embeddings are split into cells around
+k-means centres, each image is compared with the images of its PROBES nearest cells, and those
+comparisons are matrix products (BLAS), cell by cell. Approximate like the HNSW query it replaces:
+a neighbour whose cell is not among an image's nearest is missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import combinations
+
+import numpy as np
+
+from deeplens.modules.phash import BITS
+
+PROBES = 8  # cells searched per image, its own first
+KMEANS_ROUNDS = 4  # refinements of the cell centres, on a sample
+KMEANS_SAMPLE = 64  # images per cell in that sample
+BLOCK = 4096  # images whose nearest cells are found at once
+MOST_FLIPS = 2  # bits flipped per band lookup: 3 bands of 21-22 bits for max_distance 8
+TURNED_BANDS = 4  # 16-bit bands, as grouping.turned_copies
+CHUNK = 2048  # hashes looked up at once: bounds the memory of one step (a few MB)
+
+
+def hash_array(phashes: list[str]) -> np.ndarray:
+    """64-bit pHashes (hex, as the index stores them) as unsigned integers."""
+    return np.array([int(phash, 16) for phash in phashes], dtype=np.uint64)
+
+
+def bands(count: int) -> list[tuple[int, int]]:
+    """(shift, width) of `count` bands that cover the 64 bits, widths as equal as possible."""
+    widths = [BITS // count + (band < BITS % count) for band in range(count)]
+    return [(sum(widths[:band]), width) for band, width in enumerate(widths)]
+
+
+def _band(values: np.ndarray, shift: int, width: int) -> np.ndarray:
+    return ((values >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
+
+
+def _flip_patterns(width: int, flips: int) -> np.ndarray:
+    """Every value of `width` bits with at most `flips` bits set, zero first."""
+    return np.array([sum(1 << bit for bit in bits) for count in range(flips + 1)
+                     for bits in combinations(range(width), count)], dtype=np.int32)
+
+
+def _band_matches(queries: np.ndarray, table: np.ndarray, layout: list[tuple[int, int]],
+                  flips: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(query index, table index, bits that differ) of every pair with a band within `flips` bits,
+    each pair once: from the first such band."""
+    for number, (shift, width) in enumerate(layout):
+        values = _band(table, shift, width)
+        order = np.argsort(values, kind="stable")
+        counts = np.bincount(values, minlength=1 << width)
+        starts = np.cumsum(counts) - counts
+        occupied = counts > 0  # most keys find nothing: this small table answers them from the cache
+        patterns = _flip_patterns(width, flips)
+        for start in range(0, len(queries), CHUNK):
+            keys = (_band(queries[start:start + CHUNK], shift, width)[:, None] ^ patterns[None, :]).ravel()
+            hit = np.flatnonzero(occupied[keys])
+            found = counts[keys[hit]]
+            query = np.repeat(start + hit // len(patterns), found)
+            # positions in `order`: each hit key's run of table entries, one after the other
+            first = np.repeat(starts[keys[hit]] - (np.cumsum(found) - found), found)
+            other = order[first + np.arange(len(query))]
+            differ = queries[query] ^ table[other]
+            earlier = np.zeros(len(query), dtype=bool)
+            for shift_before, width_before in layout[:number]:
+                earlier |= np.bitwise_count(_band(differ, shift_before, width_before)) <= flips
+            yield query[~earlier], other[~earlier], differ[~earlier]
+
+
+def phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair (i, j), i < j, of `hashes` within `max_distance` bits, and its distance."""
+    if max_distance < 0:
+        raise ValueError(f"max_distance must be 0 or more bits, not {max_distance}")
+    count = max(3, -(-(max_distance + 1) // (MOST_FLIPS + 1)))  # bands enough for <= MOST_FLIPS bits per band
+    found = [[], [], []]
+    for query, other, differ in _band_matches(hashes, hashes, bands(count), max_distance // count):
+        distance = np.bitwise_count(differ)
+        keep = (query < other) & (distance <= max_distance)
+        for column, values in zip(found, (query[keep], other[keep], distance[keep])):
+            column.append(values)
+    return tuple(np.concatenate(column) if column else np.empty(0, dtype=np.int64) for column in found)
+
+
+def nearest_per_image(first: np.ndarray, second: np.ndarray, distance: np.ndarray,
+                      limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From unordered pairs, each image's `limit` nearest others (ties: the lower index first), as
+    (image, other, distance) rows: what one neighbour query per image with that limit would answer."""
+    return nearest_first(np.concatenate([first, second]), np.concatenate([second, first]),
+                         np.concatenate([distance, distance]), limit)
+
+
+def nearest_first(image: np.ndarray, other: np.ndarray, distance: np.ndarray,
+                  limit: int | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, other, distance) rows sorted by image, then distance, then other, each image's
+    first `limit` (one for all, or one per image index) only."""
+    order = np.lexsort((other, distance, image))
+    image, other, distance = image[order], other[order], distance[order]
+    run_start = np.flatnonzero(_starts(image))
+    rank = np.arange(len(image)) - np.repeat(run_start, np.diff(np.r_[run_start, len(image)]))
+    keep = rank < (limit[image] if isinstance(limit, np.ndarray) else limit)
+    return image[keep], other[keep], distance[keep]
+
+
+def turned_pairs(hashes: np.ndarray, variants: np.ndarray, owners: np.ndarray,
+                 max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What grouping.turned_copies finds, vectorised: (image, other, distance) for every rotation or
+    mirror `variants[k]` of image `owners[k]` that shares a 16-bit band with the pHash of another
+    image `other` and is within max_distance bits of it; the smallest distance per (image, other)."""
+    found = [[], [], []]
+    for query, other, differ in _band_matches(variants, hashes, bands(TURNED_BANDS), 0):
+        distance = np.bitwise_count(differ)
+        keep = (owners[query] != other) & (distance <= max_distance)
+        for column, values in zip(found, (owners[query][keep], other[keep], distance[keep])):
+            column.append(values)
+    image, other, distance = (np.concatenate(column) if column else np.empty(0, dtype=np.int64) for column in found)
+    order = np.lexsort((distance, other, image))
+    image, other, distance = image[order], other[order], distance[order]
+    first = _starts(image) | _starts(other)
+    return image[first], other[first], distance[first]
+
+
+def _starts(values: np.ndarray) -> np.ndarray:
+    """Where a run of equal values begins."""
+    starts = np.ones(len(values), dtype=bool)
+    starts[1:] = values[1:] != values[:-1]
+    return starts
+
+
+def semantic_neighbours(vectors: np.ndarray, max_distance: float,
+                        limits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, other, cosine distance) rows: for each image (a row of `vectors`), its `limits[image]`
+    nearest others within max_distance, nearest first, among the images of its PROBES nearest cells.
+    The rows of `vectors` are scaled to unit length in place: a copy would double the memory."""
+    count = len(vectors)
+    if count < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    units = vectors
+    for start in range(0, count, BLOCK):
+        block = units[start:start + BLOCK]
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+    centres = _cell_centres(units, max(1, round(count ** 0.5)))
+    probes = min(PROBES, len(centres))
+    nearest = np.empty((count, probes), dtype=np.int64)  # each image's nearest cells, its own first
+    for start in range(0, count, BLOCK):
+        similarity = units[start:start + BLOCK] @ centres.T
+        top = np.argpartition(-similarity, probes - 1, axis=1)[:, :probes]
+        order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1)
+        nearest[start:start + BLOCK] = np.take_along_axis(top, order, axis=1)
+    by_cell = np.argsort(nearest[:, 0], kind="stable")
+    bounds = np.searchsorted(nearest[by_cell, 0], np.arange(len(centres) + 1))
+    searches = np.argsort(nearest.ravel(), kind="stable")
+    askers = searches // probes  # the images that search each cell, cell after cell
+    asked = np.searchsorted(nearest.ravel()[searches], np.arange(len(centres) + 1))
+    found = [[], [], []]
+    for cell in range(len(centres)):
+        members = by_cell[bounds[cell]:bounds[cell + 1]]
+        queries = askers[asked[cell]:asked[cell + 1]]
+        if len(members) == 0 or len(queries) == 0:
+            continue
+        similarity = units[queries] @ units[members].T
+        row, column = np.nonzero(similarity >= 1 - max_distance)
+        keep = queries[row] != members[column]
+        row, column = row[keep], column[keep]
+        for values, part in zip(found, (queries[row], members[column], 1 - similarity[row, column])):
+            values.append(part)
+    image, other, distance = (np.concatenate(values) for values in found)
+    return nearest_first(image, other, distance, limits)
+
+
+def _cell_centres(units: np.ndarray, cells: int) -> np.ndarray:
+    """Spherical k-means centres of a sample of the unit vectors (a fixed seed: the same cells every run)."""
+    from scipy.sparse import coo_matrix  # here, not at the top: as in grouping.verification_order
+
+    rng = np.random.default_rng(0)
+    sample = units[rng.choice(len(units), min(len(units), cells * KMEANS_SAMPLE), replace=False)]
+    centres = sample[rng.choice(len(sample), cells, replace=False)]
+    for _ in range(KMEANS_ROUNDS):
+        cell = np.argmax(sample @ centres.T, axis=1)
+        sums = coo_matrix((np.ones(len(cell), dtype=units.dtype), (cell, np.arange(len(cell)))),
+                          shape=(cells, len(cell))).tocsr() @ sample
+        filled = np.linalg.norm(sums, axis=1) > 0  # a cell that lost all its images keeps its centre
+        centres[filled] = sums[filled] / np.linalg.norm(sums[filled], axis=1, keepdims=True)
+    return centres

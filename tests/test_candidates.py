@@ -1,0 +1,162 @@
+"""The in-memory candidate search of `duplicates --near` (connectors/queries/candidates.py) against
+brute force: every pair within the distance, no other, at every distance up to and past the limit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deeplens.connectors.queries.candidates import (
+    bands, hash_array, nearest_per_image, phash_pairs, semantic_neighbours, turned_pairs,
+)
+
+
+def random_hashes(rng: np.random.Generator, count: int) -> np.ndarray:
+    return rng.integers(0, 2**63, size=count, dtype=np.int64).astype(np.uint64) * np.uint64(2) + \
+        rng.integers(0, 2, size=count).astype(np.uint64)
+
+
+def flipped(rng: np.random.Generator, value: np.uint64, bits: int) -> np.uint64:
+    mask = 0
+    for bit in rng.choice(64, size=bits, replace=False):
+        mask |= 1 << int(bit)
+    return value ^ np.uint64(mask)
+
+
+def brute_force_pairs(hashes: np.ndarray, max_distance: int) -> dict[tuple[int, int], int]:
+    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    first, second = np.nonzero(np.triu(distance <= max_distance, 1))
+    return {(int(i), int(j)): int(distance[i, j]) for i, j in zip(first, second)}
+
+
+@pytest.fixture
+def planted() -> np.ndarray:
+    """Random hashes, and copies of some of them with 0..12 bits flipped (several of each distance),
+    some hashes held three times (identical), and copies whose flips all fall in one band."""
+    rng = np.random.default_rng(15)
+    hashes = list(random_hashes(rng, 400))
+    for bits in range(13):
+        for original in rng.choice(400, size=6, replace=False):
+            hashes.append(flipped(rng, hashes[original], bits))
+    hashes += [hashes[7], hashes[7], hashes[8]]
+    for shift, width in bands(3):  # 2 bits in every band: 6 bits apart, no band equal
+        hashes.append(hashes[9] ^ np.uint64(0b11 << shift))
+        hashes.append(hashes[10] ^ np.uint64(((1 << width) - 1) << shift))  # a whole band flipped
+    return np.array(hashes, dtype=np.uint64)
+
+
+@pytest.mark.parametrize("max_distance", [0, 1, 2, 3, 5, 7, 8, 9, 12])
+def test_phash_pairs_are_exactly_the_pairs_within_max_distance(planted, max_distance):
+    first, second, distance = phash_pairs(planted, max_distance)
+    found = {(int(i), int(j)): int(d) for i, j, d in zip(first, second, distance)}
+    assert len(found) == len(first)  # each pair once
+    expected = brute_force_pairs(planted, max_distance)
+    assert found == expected
+    # The planted copies cover every distance up to the limit, and the limit itself.
+    assert set(range(max_distance + 1)) <= set(expected.values())
+
+
+def test_pairs_at_max_distance_plus_one_are_left_out():
+    rng = np.random.default_rng(3)
+    base = random_hashes(rng, 1)[0]
+    hashes = np.array([base, flipped(rng, base, 8), flipped(rng, base, 9)], dtype=np.uint64)
+    first, second, distance = phash_pairs(hashes, 8)
+    assert list(zip(first.tolist(), second.tolist(), distance.tolist())) == [(0, 1, 8)]
+
+
+def test_identical_hashes_pair_up_at_distance_zero():
+    hashes = hash_array(["f0f0f0f0f0f0f0f0"] * 4)
+    first, second, distance = phash_pairs(hashes, 8)
+    assert sorted(zip(first.tolist(), second.tolist())) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert set(distance.tolist()) == {0}
+
+
+def test_no_hashes_and_a_negative_distance():
+    assert all(len(column) == 0 for column in phash_pairs(np.empty(0, dtype=np.uint64), 8))
+    with pytest.raises(ValueError, match="max_distance must be 0 or more"):
+        phash_pairs(hash_array(["00"]), -1)
+
+
+def test_nearest_per_image_keeps_the_nearest_as_a_query_with_that_limit_would():
+    # 0 is near 1 (1 bit), 2 (2 bits) and 3 (3 bits); with a limit of 2, 0 keeps 1 and 2.
+    image, other, distance = nearest_per_image(np.array([0, 0, 0]), np.array([1, 2, 3]), np.array([1, 2, 3]), 2)
+    rows = list(zip(image.tolist(), other.tolist(), distance.tolist()))
+    assert rows == [(0, 1, 1), (0, 2, 2), (1, 0, 1), (2, 0, 2), (3, 0, 3)]
+
+
+def test_turned_pairs_are_the_band_sharing_variants_within_max_distance():
+    rng = np.random.default_rng(5)
+    hashes = random_hashes(rng, 300)
+    variants, owners = [], []
+    for owner in range(300):
+        for _ in range(3):
+            target = hashes[int(rng.integers(300))]
+            variants.append(flipped(rng, target, int(rng.integers(0, 12))) if rng.random() < 0.3 else random_hashes(rng, 1)[0])
+            owners.append(owner)
+    variants, owners = np.array(variants, dtype=np.uint64), np.array(owners)
+    image, other, distance = turned_pairs(hashes, variants, owners, 8)
+    found = {(int(i), int(j)): int(d) for i, j, d in zip(image, other, distance)}
+
+    expected: dict[tuple[int, int], int] = {}
+    for variant, owner in zip(variants, owners):
+        for index, value in enumerate(hashes):
+            shares_band = any(((variant ^ value) >> np.uint64(16 * band)) & np.uint64(0xFFFF) == 0 for band in range(4))
+            bits = int(np.bitwise_count(variant ^ value))
+            if index != owner and shares_band and bits <= 8:
+                key = (int(owner), index)
+                expected[key] = min(expected.get(key, bits), bits)
+    assert found == expected and expected
+
+
+def brute_force_neighbours(vectors: np.ndarray, max_distance: float, limit: int) -> dict[int, list[tuple[int, float]]]:
+    units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    distance = 1 - units @ units.T
+    out = {}
+    for image in range(len(vectors)):
+        within = [(float(distance[image, other]), other) for other in range(len(vectors))
+                  if other != image and distance[image, other] <= max_distance]
+        if within:
+            out[image] = [(other, d) for d, other in sorted(within)[:limit]]
+    return out
+
+
+def near_copies(rng: np.random.Generator, count: int, dims: int, copies: int) -> np.ndarray:
+    """Random directions, and copies of some nudged to ~0.04 cosine distance (as in bench.query_latency)."""
+    vectors = rng.standard_normal((count, dims)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for copy in range(count - copies, count):
+        nudged = vectors[copy - count + copies] + 0.3 * rng.standard_normal(dims).astype(np.float32) / dims ** 0.5
+        vectors[copy] = nudged / np.linalg.norm(nudged)
+    return vectors
+
+
+def test_semantic_neighbours_equal_brute_force_when_every_cell_is_searched():
+    rng = np.random.default_rng(11)
+    vectors = near_copies(rng, 60, 32, 20)  # 8 cells, 8 probes: every image is compared with every other
+    vectors[5] = vectors[4]  # identical embeddings
+    image, other, distance = semantic_neighbours(vectors, 0.16, np.full(60, 3))
+    found: dict[int, list[tuple[int, float]]] = {}
+    for i, j, d in zip(image.tolist(), other.tolist(), distance.tolist()):
+        found.setdefault(i, []).append((j, d))
+    expected = brute_force_neighbours(vectors, 0.16, 3)
+    assert found.keys() == expected.keys() and 5 in expected[4][0]
+    for key in expected:
+        assert [j for j, _ in found[key]] == [j for j, _ in expected[key]]
+        assert np.allclose([d for _, d in found[key]], [d for _, d in expected[key]], atol=1e-5)
+
+
+def test_semantic_neighbours_find_near_copies_among_many_cells_and_respect_each_limit():
+    rng = np.random.default_rng(12)
+    count, copies = 3000, 300
+    vectors = near_copies(rng, count, 64, copies)
+    limits = np.where(np.arange(count) % 2 == 0, 1, 0)  # odd images ask for none
+    image, other, distance = semantic_neighbours(vectors, 0.16, limits)
+    assert set(image.tolist()) <= set(range(0, count, 2))
+    assert np.bincount(image, minlength=count).max() <= 1
+    expected = brute_force_neighbours(vectors, 0.16, 1)
+    assert {(i, j) for i, j in zip(image.tolist(), other.tolist())} <= {
+        (i, j) for i, rows in expected.items() for j, _ in rows}
+    # Approximate like the HNSW query it replaces; near copies of random directions are nearly all found.
+    wanted = [(i, rows[0][0]) for i, rows in expected.items() if i % 2 == 0]
+    found = set(zip(image.tolist(), other.tolist()))
+    assert sum(pair in found for pair in wanted) >= 0.97 * len(wanted)
