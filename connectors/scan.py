@@ -6,11 +6,10 @@ read each new or changed file once (sha256, EXIF, thumbnail) -> ask the module s
 pHash and its rotations/mirrors -> batch upsert (deterministic ids, so a killed scan simply runs
 again) -> delete what disappeared -> record the summary and the per-file errors on the location.
 
-The upsert carries the `phash` vector the module server just computed from the thumbnail, so
-Weaviate does not ask for it a second time. In a `modules` collection Weaviate asks the module server
-for the `semantic` vector (none in a hash-only collection), and objects written by anyone else get
-both from Weaviate; in a `precomputed` one (schema/weaviate.py) the worker writes both. An embedding
-the worker fetched anyway (for Elasticsearch) is written too, sparing Weaviate the same request.
+The upsert carries the `phash` and `semantic` vectors the module server just computed from the
+thumbnail (`phash` alone in a hash-only collection), so Weaviate asks for neither; in a `modules`
+collection objects written by anyone else get both from Weaviate's modules, in a `precomputed` one
+(schema/weaviate.py) only the worker writes them.
 """
 
 from __future__ import annotations
@@ -92,24 +91,17 @@ class ScanSummary:
 class Pending:
     listed: storage.ListedObject
     record: ImageRecord
-    semantic: list[float] | None = None  # fetched for precomputed collections and for Elasticsearch
+    semantic: list[float] | None = None  # fetched unless the collection is hash-only
 
 
 @dataclass
 class ElasticsearchTarget:
-    """Where the scan also writes. Precomputed mode: the worker sends finished vectors. Inference
-    mode: it sends the thumbnail, and the embedding only where it fetched one anyway (a precomputed
-    collection); the pipeline asks the module server for the embeddings that are missing."""
+    """Where the scan also writes. The worker sends the vectors it fetched (both, or the pHash alone
+    for a hash-only collection); in inference mode the pipeline asks the module server only for
+    what a document arrives without (documents other tools write)."""
 
     client: object  # elasticsearch.Elasticsearch
     pipeline: str | None
-
-    @property
-    def embeds(self) -> bool:
-        """Whether Elasticsearch computes the embedding itself (`es setup --mode inference`)."""
-        from deeplens.ingest.resources import INFERENCE_PIPELINE
-
-        return self.pipeline == INFERENCE_PIPELINE
 
 
 def known_objects(client: weaviate.WeaviateClient, collection_name: str, location: str) -> Iterator[dict]:
@@ -164,12 +156,12 @@ def _scan(changes: Changes, client, location, modules_url, on_total, on_done, wo
     summary.unchanged = summary.listed - todo_total - still_skipped
     on_total(todo_total)
 
-    # The worker fetches the embedding for a precomputed collection and for Elasticsearch (its
-    # precomputed mode), unless the collection is hash-only: then no embedding model runs at all.
-    # In inference mode Elasticsearch's pipeline embeds the thumbnail of a document sent without one.
-    vectors = image_vectors_in_use(client)
-    es_wants_embedding = elasticsearch is not None and not elasticsearch.embeds
-    semantic = not vectors.hash_only and (vectors.mode == "precomputed" or es_wants_embedding)
+    # The worker fetches the embedding with the pHashes, 32 thumbnails per module call, unless the
+    # collection is hash-only: then no embedding model runs at all. A `modules` collection gets it
+    # too: Weaviate would otherwise ask /semantic/vectorize once per image, and the module server
+    # would decode and trim each thumbnail a second time (bench/RESULTS.md: ~2 CPU ms per image of
+    # 23). Elasticsearch in inference mode gets it as well, so its pipeline embeds nothing.
+    semantic = not image_vectors_in_use(client).hash_only
     collection = use_collection(client, IMAGE_COLLECTION)
     def store(chunk: list) -> tuple[int, list[Pending], list[str], int]:
         """One chunk: features from the module server, then the Weaviate (and ES) writes; runs on a
@@ -340,7 +332,7 @@ def _record_errors(summary: ScanSummary, errors: list[dict]) -> None:
 
 
 def _add_features(modules: ModulesClient, pending: list[Pending], summary: ScanSummary, semantic: bool) -> None:
-    """pHash and its dihedral variants of each thumbnail (and the embedding, for Elasticsearch),
+    """pHash and its dihedral variants of each thumbnail (and the embedding unless hash-only),
     from the module server: the same bytes Weaviate's modules vectorize, so everything agrees."""
     # The identity variant is the pHash itself: asking for "phash" too would hash every image twice.
     results = modules.features([p.record.thumbnail for p in pending], ["dihedral", *(["semantic"] if semantic else [])])

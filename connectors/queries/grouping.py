@@ -18,8 +18,9 @@ there, exact and near alone. Candidates are found in memory over one export of t
 (queries/candidates.py), not by queries per image.
 
 Groups are stars (see star_groups): every member matched the kept copy itself, so unrelated
-images never chain into one group. An image left out because it matched only other members of a
-group is verified once against that group's kept copy (see missed_members).
+images never chain into one group. An image that matched other members of a group but not its
+kept copy (left out, or in a second group of the same picture) is verified once against that
+group's kept copy (see missed_members).
 """
 
 from __future__ import annotations
