@@ -82,8 +82,8 @@ def build(root: Path, sizes: list[int], real: int) -> None:
         probe = next(iter(collection.iterator(include_vector=True, return_properties=["location"])))
         maker = SyntheticMaker(len(probe.vector[SEMANTIC_VECTOR]), seed=8 if resumed else 7)
         # Synthetic ids come from the maker's count: a resumed build numbers on, not over, the objects there.
-        maker.count = collection.aggregate.over_all(total_count=True).total_count - sum(
-            1 for _ in backend.images([REAL_LOCATION]))
+        totals = backend.location_totals()
+        maker.count = sum(images for images, _ in totals.values()) - totals.get(REAL_LOCATION, (0, 0))[0]
         for size in sizes:
             have = collection.aggregate.over_all(total_count=True).total_count
             with CpuMeter(stack_pids(work) | {"benchmark": os.getpid()}) as meter:
@@ -173,7 +173,7 @@ def agreement(old, new) -> dict:
     return out
 
 
-def run_near(grouping, backend, modules, pids: dict[str, int]) -> tuple[object, dict]:
+def run_near(grouping, backend, modules, pids: dict[str, int], max_semantic_distance: float) -> tuple[object, dict]:
     calls = {"thumbnails": 0, "phash_neighbours": 0, "semantic_neighbours": 0}
     originals = {name: getattr(backend, name) for name in calls}
 
@@ -188,7 +188,8 @@ def run_near(grouping, backend, modules, pids: dict[str, int]) -> tuple[object, 
     phases = Phases(grouping)
     try:
         with CpuMeter(pids) as meter:
-            result = grouping.near_duplicates(backend, modules, on_total=phases.on_total)
+            result = grouping.near_duplicates(backend, modules, max_semantic_distance=max_semantic_distance,
+                                              on_total=phases.on_total)
         phases.mark("verification and grouping")
     finally:
         phases.restore()
@@ -206,14 +207,17 @@ def measure(root: Path, size: int, args) -> dict:
     try:
         client, backend, modules = connect_to(stack)
         pids = stack_pids(root / str(size)) | {"benchmark": os.getpid()}
-        images = sum(1 for _ in backend.images(None))
-        row: dict = {"images": images, "real": sum(1 for _ in backend.images([REAL_LOCATION]))}
+        totals = backend.location_totals()
+        images = sum(count for count, _ in totals.values())
+        row: dict = {"images": images, "real": totals.get(REAL_LOCATION, (0, 0))[0]}
         log(f"{size}: {images} images; new method")
-        new, row["new"] = run_near(grouping, backend, modules, pids)
+        # Both methods at today's candidate radius: the comparison is of the candidate search.
+        radius = grouping.DEFAULT_MAX_SEMANTIC_DISTANCE
+        new, row["new"] = run_near(grouping, backend, modules, pids, radius)
         log(f"{size}: new {row['new']}")
         if size <= args.old_max:
             old_module = old_grouping(args.old_ref)
-            old, row["old"] = run_near(old_module, backend, modules, pids)
+            old, row["old"] = run_near(old_module, backend, modules, pids, radius)
             log(f"{size}: old {row['old']}")
             row["agreement"] = agreement(old, new)
             log(f"{size}: agreement {row['agreement']}")

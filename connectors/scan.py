@@ -165,7 +165,7 @@ def _scan(changes: Changes, client, location, modules_url, on_total, on_done, wo
     collection = use_collection(client, IMAGE_COLLECTION)
     def store(chunk: list) -> tuple[int, list[Pending], list[str], int]:
         """One chunk: features from the module server, then the Weaviate (and ES) writes; runs on a
-        writer thread, so Weaviate vectorizes one chunk while the next one's features are fetched."""
+        writer thread, so Weaviate stores one chunk while the next one's features are fetched."""
         pending, chunk_not_images = [], []
         for obj, outcome in chunk:
             if isinstance(outcome, ImageRecord):

@@ -15,6 +15,13 @@ fails every write to a shard with a copy on it. The index is derived from storag
 compares the two again, so a write that reached one copy is enough: Weaviate's asynchronous
 replication copies it to the other node once that is back, and until then reads at ONE answer
 from the copy that has it. On a single Weaviate (one copy) all levels are the same.
+
+Schema reads are answered by the node asked (SCHEMA_READS): Weaviate proxies `GET /v1/schema[/{class}]`
+to the Raft leader unless the `consistency` header says false (default true; weaviate v1.39.3's
+swagger, operation schema.objects.get). When the leader had just been killed, such a read waited for
+it until the query timeout, so a scan started then hung for ten minutes (tests/test_cluster.py).
+DeepLens reads the schema only to learn whether its collections exist and how they are configured,
+which every node's copy of the schema answers.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from weaviate.collections import Collection
 from weaviate.exceptions import AuthenticationFailedError, UnexpectedStatusCodeError, WeaviateBaseError
 
 from deeplens.config import Settings
+
+SCHEMA_READS = {"consistency": "false"}  # see the module docstring
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -66,7 +75,7 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
             grpc_host=grpc_host,
             grpc_port=grpc_port,
             grpc_secure=settings.weaviate_secure,
-            headers=settings.weaviate_headers or None,
+            headers={**SCHEMA_READS, **settings.weaviate_headers},
             auth_credentials=credentials,
             additional_config=AdditionalConfig(
                 # Grouping a whole collection by content hash takes longer than the 30 s default at 100k images.

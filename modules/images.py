@@ -162,10 +162,16 @@ CHROME_PAD = 0.15
 
 
 def trim_borders(image: Image.Image) -> Image.Image:
+    box = content_box(image)
+    return image if box == (0, 0, *image.size) else image.crop(box)
+
+
+def content_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """The picture inside its uniform bars (see BORDER_MAX_STD): (left, top, right, bottom) in pixels."""
     gray = np.asarray(image.convert("L"), dtype=np.float32)
     height, width = gray.shape
     if height < 8 or width < 8:
-        return image
+        return 0, 0, width, height
 
     def bar(lines: np.ndarray, limit: int) -> int:
         """How many lines (rows or columns, from the edge inwards) the bar at this edge spans."""
@@ -189,6 +195,4 @@ def trim_borders(image: Image.Image) -> Image.Image:
     bottom = bar(gray[::-1], int(height * BORDER_MAX_SHARE))
     left = bar(gray.T, int(width * BORDER_MAX_SHARE))
     right = bar(gray.T[::-1], int(width * BORDER_MAX_SHARE))
-    if top + bottom + left + right == 0:
-        return image
-    return image.crop((left, top, width - right, height - bottom))
+    return left, top, width - right, height - bottom

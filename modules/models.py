@@ -13,20 +13,12 @@ import importlib.resources
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from deeplens.modules.onnx_runtime import (
-    PIXELS,
-    TOKENS,
-    OnnxTower,
-    cached_export_path,
-    exported_tower,
-    weights_digest,
-)
 from deeplens.modules.profiles import (
     CLIP,
     CLIP_ARCH,
@@ -38,6 +30,9 @@ from deeplens.modules.profiles import (
     get_profile,
     text_profiles,
 )
+
+if TYPE_CHECKING:  # onnxruntime is imported only where a tower runs on it
+    from deeplens.modules.onnx_runtime import OnnxTower
 
 log = logging.getLogger("deeplens.modules")
 
@@ -164,12 +159,20 @@ def load_semantic_model(
 
 
 def _onnx_tower(build: Callable[[], torch.nn.Module], example: torch.Tensor, input_name: str,
-                cache_dir: Path | None, tower_name: str, weights: Path | None) -> OnnxTower:
-    """A tower on ONNX Runtime: exported from `build()` into the cache dir under the digest of the
-    `weights` file (in memory for untrained weights, which have no file)."""
-    cache_path = (cached_export_path(cache_dir, tower_name, weights_digest(weights))
-                  if cache_dir and weights else None)
+                cache_dir: Path | None, tower_name: str, digest: str | None) -> OnnxTower:
+    """A tower on ONNX Runtime: exported from `build()` into the cache dir under `digest`, the
+    weights file's (in memory without one: untrained weights have no file)."""
+    from deeplens.modules.onnx_runtime import OnnxTower, cached_export_path, exported_tower
+
+    cache_path = cached_export_path(cache_dir, tower_name, digest) if cache_dir and digest else None
     return OnnxTower(exported_tower(build, example, input_name, cache_path), torch.get_num_threads())
+
+
+def _digest(weights: Path | None, cache_dir: Path | None) -> str | None:
+    """What names a file's exports in the cache (one pass over the file: a CLIP checkpoint is ~600 MB)."""
+    from deeplens.modules.onnx_runtime import weights_digest
+
+    return weights_digest(weights) if cache_dir and weights else None
 
 
 class ClipTextTower(torch.nn.Module):
@@ -218,11 +221,13 @@ def _load_clip(device: torch.device, random_weights: bool, runtime: str, cache_d
         elif pretrained is not None:  # the hub file create_model_and_transforms just read from the cache
             cfg = open_clip.get_pretrained_cfg(CLIP_ARCH, CLIP_PRETRAINED)
             weights = Path(open_clip.download_pretrained(cfg, cache_dir=open_clip_cache))
-        name = f"open_clip-{CLIP_ARCH}"
+        from deeplens.modules.onnx_runtime import PIXELS, TOKENS
+
+        name, digest = f"open_clip-{CLIP_ARCH}", _digest(weights, cache_dir)
         image_forward = _onnx_tower(lambda: model.visual, torch.zeros(1, 3, 224, 224), PIXELS,
-                                    cache_dir, f"{name}-image", weights)
+                                    cache_dir, f"{name}-image", digest)
         text_tower = _onnx_tower(lambda: ClipTextTower(model), tokenizer(["a photo"]), TOKENS,
-                                 cache_dir, f"{name}-text", weights)
+                                 cache_dir, f"{name}-text", digest)
     else:
         image_forward, text_tower = model.encode_image, model.encode_text
 
@@ -284,7 +289,10 @@ def _load_mobilenet(device: torch.device, random_weights: bool, runtime: str, ca
 
     if runtime == "onnx":
         # A cached export is all ONNX Runtime needs: the torch network is built only to export it.
-        image_forward = _onnx_tower(build_tower, torch.zeros(1, 3, 224, 224), PIXELS, cache_dir, "mobilenet_v2", path)
+        from deeplens.modules.onnx_runtime import PIXELS
+
+        image_forward = _onnx_tower(build_tower, torch.zeros(1, 3, 224, 224), PIXELS, cache_dir, "mobilenet_v2",
+                                    _digest(path, cache_dir))
         dim = image_forward.dim
     else:
         # Channels-last runs these convolutions about twice as fast on CPU (bench/RESULTS.md) and is

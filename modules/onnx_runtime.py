@@ -3,7 +3,8 @@ and text towers (clip).
 
 A tower is exported from torch once (`torch.onnx.export`) into the cache dir, under a name that
 carries the SHA-256 of the weights it was exported from, so new weights get a new file and nothing
-is ever downloaded; a start that finds the file does not build the torch tower at all. Untrained
+is ever downloaded; a start that finds the file does not build the torch tower at all (MobileNetV2;
+open_clip builds its model anyway, for the preprocessing and the tokenizer). Untrained
 weights (--random-weights) are not a file: they are exported in memory and never cached. ONNX
 Runtime's CPU provider runs MobileNetV2 several times faster than torch on CPU, and CLIP's image
 tower at about half torch's CPU per image (bench/RESULTS.md, "ONNX Runtime on CPU").

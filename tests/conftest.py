@@ -89,8 +89,6 @@ def env(weaviate: WeaviateEndpoint, modules_url: str, tmp_path) -> dict[str, str
     delete_deeplens_collections(weaviate)
     return {
         "DEEPLENS_DATA_DIR": str(tmp_path / "data"),
-        "DEEPLENS_WEAVIATE_URL": weaviate.url,
-        "DEEPLENS_WEAVIATE_GRPC_PORT": str(weaviate.grpc_port),
-        "DEEPLENS_WEAVIATE_API_KEY": weaviate.api_key,
+        **weaviate.env(),
         "DEEPLENS_MODULES_URL": modules_url,
     }

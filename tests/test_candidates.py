@@ -9,6 +9,7 @@ import pytest
 from deeplens.connectors.queries.candidates import (
     bands, hash_array, nearest_per_image, phash_pairs, semantic_neighbours, turned_pairs,
 )
+from deeplens.connectors.queries.grouping import _with_row
 
 
 def random_hashes(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -97,26 +98,29 @@ def test_turned_pairs_are_the_band_sharing_variants_within_max_distance():
     image, other, distance = turned_pairs(hashes, variants, owners, 8)
     found = {(int(i), int(j)): int(d) for i, j, d in zip(image, other, distance)}
 
+    differ = variants[:, None] ^ hashes[None, :]  # every variant against every image
+    shares_band = np.zeros(differ.shape, dtype=bool)
+    for band in range(4):
+        shares_band |= (differ >> np.uint64(16 * band)) & np.uint64(0xFFFF) == 0
+    bits = np.bitwise_count(differ)
+    variant, index = np.nonzero(shares_band & (bits <= 8) & (owners[:, None] != np.arange(len(hashes))[None, :]))
     expected: dict[tuple[int, int], int] = {}
-    for variant, owner in zip(variants, owners):
-        for index, value in enumerate(hashes):
-            shares_band = any(((variant ^ value) >> np.uint64(16 * band)) & np.uint64(0xFFFF) == 0 for band in range(4))
-            bits = int(np.bitwise_count(variant ^ value))
-            if index != owner and shares_band and bits <= 8:
-                key = (int(owner), index)
-                expected[key] = min(expected.get(key, bits), bits)
+    for owner, other, distance in zip(owners[variant].tolist(), index.tolist(), bits[variant, index].tolist()):
+        expected[owner, other] = min(expected.get((owner, other), distance), distance)
     assert found == expected and expected
 
 
 def brute_force_neighbours(vectors: np.ndarray, max_distance: float, limit: int) -> dict[int, list[tuple[int, float]]]:
     units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     distance = 1 - units @ units.T
-    out = {}
-    for image in range(len(vectors)):
-        within = [(float(distance[image, other]), other) for other in range(len(vectors))
-                  if other != image and distance[image, other] <= max_distance]
-        if within:
-            out[image] = [(other, d) for d, other in sorted(within)[:limit]]
+    np.fill_diagonal(distance, np.inf)  # an image is not its own neighbour
+    image, other = np.nonzero(distance <= max_distance)
+    order = np.lexsort((other, distance[image, other], image))  # per image: nearest first, then the lower index
+    out: dict[int, list[tuple[int, float]]] = {}
+    for i, j in zip(image[order].tolist(), other[order].tolist()):
+        nearest = out.setdefault(i, [])
+        if len(nearest) < limit:
+            nearest.append((j, float(distance[i, j])))
     return out
 
 
@@ -160,3 +164,17 @@ def test_semantic_neighbours_find_near_copies_among_many_cells_and_respect_each_
     wanted = [(i, rows[0][0]) for i, rows in expected.items() if i % 2 == 0]
     found = set(zip(image.tolist(), other.tolist()))
     assert sum(pair in found for pair in wanted) >= 0.97 * len(wanted)
+
+
+def test_exported_embeddings_fill_one_matrix_that_grows_past_the_count():
+    # Counted 2 images before the export, 5 came (a scan added some); two have no embedding.
+    vectors = np.zeros((2, 0), dtype=np.float32)
+    for row, embedding in enumerate([[1.0, 2.0], None, [3.0, 4.0], [], [5.0, 6.0]]):
+        vectors = _with_row(vectors, row, embedding)
+    assert vectors.dtype == np.float32 and len(vectors) >= 5
+    assert vectors[:5].tolist() == [[1, 2], [0, 0], [3, 4], [0, 0], [5, 6]]
+    # An embedding of another length than the longest matches nothing either: a row of zeros.
+    vectors = np.zeros((3, 0), dtype=np.float32)
+    for row, embedding in enumerate([[1.0], [2.0, 3.0], [4.0]]):
+        vectors = _with_row(vectors, row, embedding)
+    assert vectors.tolist() == [[0, 0], [2, 3], [0, 0]]

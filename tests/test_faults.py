@@ -111,8 +111,7 @@ def own_weaviate(tmp_path, modules_url) -> Iterator[RunningWeaviate]:
 
 def test_weaviate_killed_and_restarted_mid_scan(env, tmp_path, own_weaviate):
     service, endpoint = own_weaviate.service, own_weaviate.endpoint
-    env = {**env, "DEEPLENS_WEAVIATE_URL": endpoint.url, "DEEPLENS_WEAVIATE_GRPC_PORT": str(endpoint.grpc_port),
-           "DEEPLENS_WEAVIATE_API_KEY": endpoint.api_key}
+    env = {**env, **endpoint.env()}
     folder = tmp_path / "many"
     write(folder, images(20))
     run(env, "storage", "add", "many", str(folder))
@@ -288,15 +287,24 @@ def test_connection_dropped_mid_read(env, weaviate, protocol, request, monkeypat
     assert indexed(weaviate, "photos") == on_disk(folder)
 
 
-@pytest.mark.parametrize(("protocol", "cause"), [
-    ("sftp", "No existing session"),  # paramiko: the new connection's handshake got no answer
-    ("smb", "Connection timeout of 2.0 seconds exceeded"),
+@pytest.fixture
+def fresh_smb(tmp_path) -> Iterator[tuple[ServerProcess, StorageServer, Path]]:
+    """An smbd of this test's own: smbclient keeps one connection per server and process, with the
+    timeout of the location that opened it first, so a server other tests used keeps theirs."""
+    (tmp_path / "smb").mkdir()
+    with running_smbd(tmp_path / "smb") as (proc, server):
+        yield proc, server, server.local_dir
+
+
+@pytest.mark.parametrize(("server_fixture", "cause"), [
+    ("own_sftp", "No existing session"),  # paramiko: the new connection's handshake got no answer
+    ("fresh_smb", "Connection timeout of 2.0 seconds exceeded"),
 ])
-def test_a_server_that_stops_answering_stops_the_scan(env, weaviate, protocol, cause, request, monkeypatch):
+def test_a_server_that_stops_answering_stops_the_scan(env, weaviate, server_fixture, cause, request, monkeypatch):
     """A server that keeps its connections open but answers nothing (hung, or the link went dead):
     paramiko and smbprotocol would wait for ever; each request now waits the location's `timeout`
     option, the reads are retried, and the scan stops with the cause instead of hanging."""
-    proc, server, share = request.getfixturevalue(f"own_{protocol}")
+    proc, server, share = request.getfixturevalue(server_fixture)
     folder = share / "stalled"
     write(folder, images(8))
     env = remote_location(env, replace(server, options={**server.options, "timeout": "2"}), "stalled")
@@ -407,8 +415,7 @@ def test_disk_full_on_the_data_dir(env, tmp_path, small_data_dir, modules_url):
     # Weaviate's data where `deeplens up` keeps it for this data dir: small_data_dir / "weaviate".
     with running_weaviate(small_data_dir, modules_url) as own:
         endpoint = own.endpoint
-        env = {**env, "DEEPLENS_DATA_DIR": str(small_data_dir), "DEEPLENS_WEAVIATE_URL": endpoint.url,
-               "DEEPLENS_WEAVIATE_GRPC_PORT": str(endpoint.grpc_port), "DEEPLENS_WEAVIATE_API_KEY": endpoint.api_key}
+        env = {**env, "DEEPLENS_DATA_DIR": str(small_data_dir), **endpoint.env()}
         folder = tmp_path / "photos"
         write(folder, images(10))
         run(env, "storage", "add", "photos", str(folder))

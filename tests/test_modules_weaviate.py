@@ -10,12 +10,11 @@ import pytest
 import weaviate as weaviate_lib
 import weaviate.classes as wvc
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from deeplens.samples import jpeg_bytes, sample_photos
 from deeplens.schema.weaviate import IMAGE_COLLECTION, image_vectors
 from tests.cli import run, run_json, weaviate_client
-from tests.test_modules_contract import b64, encode, photo
+from tests.test_modules_contract import b64, encode, metric_samples, photo
 
 pytestmark = pytest.mark.weaviate
 
@@ -114,13 +113,11 @@ def test_img2vec_neural_module(client: weaviate_lib.WeaviateClient):
         client.collections.delete(name)
 
 
-
-
 def vectorize_calls(modules_url: str) -> float:
     """Requests the module server has answered on Weaviate's /semantic/vectorize, from its /metrics."""
-    text = httpx.get(f"{modules_url}/metrics").text
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == "deeplens_requests_total" and sample.labels["route"] == "/semantic/vectorize")
+    with httpx.Client(base_url=modules_url) as modules:
+        return sum(value for (name, labels), value in metric_samples(modules).items()
+                   if name == "deeplens_requests_total" and dict(labels)["route"] == "/semantic/vectorize")
 
 
 def test_a_scan_of_a_modules_collection_brings_both_vectors(env, client, modules_url, tmp_path):

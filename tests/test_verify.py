@@ -1,6 +1,8 @@
-"""Geometric verification's colour rule (modules/verify.py, MAX_HUE_DISAGREEMENT): a copy keeps its
-colours; the same shapes in other colours (two products of one studio) are not a copy, even where
-the shared backdrop is most of the picture (BACKDROP_SHARE)."""
+"""Geometric verification (modules/verify.py). The colour rule (MAX_HUE_DISAGREEMENT): a copy keeps
+its colours; the same shapes in other colours (two products of one studio) are not a copy, even
+where the shared backdrop is most of the picture (BACKDROP_SHARE). The overhang rules (MAX_OVERHANG,
+MAX_CONTENT_OVERHANG): a copy's picture lies within its source's or around it, also when a border
+leaves room around it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import skimage.data
 from PIL import Image
 
 from deeplens.modules.images import DEFAULT_MAX_PIXELS
-from deeplens.modules.verify import MAX_HUE_DISAGREEMENT, MIN_INLIERS, Keypoints, verify
+from deeplens.modules.verify import (MAX_CONTENT_OVERHANG, MAX_HUE_DISAGREEMENT, MAX_OVERHANG, MIN_INLIERS,
+                                      Keypoints, verify)
 
 
 def keypoints(image: Image.Image) -> Keypoints:
@@ -68,3 +71,22 @@ def test_two_products_on_one_backdrop_differ_in_colour_where_the_product_is():
     other = verify(source, keypoints(studio_shot(turn_hues(product, 120))), mirror=False)
     assert other.inliers >= MIN_INLIERS and other.coverage > 0.05  # the geometry alone would say copy
     assert not other.verified and other.hue_disagreement > MAX_HUE_DISAGREEMENT, other
+
+
+def test_another_shot_of_the_scene_is_not_a_copy_of_a_bordered_copy():
+    scene = Image.fromarray(skimage.data.astronaut())  # 512 x 512
+    shot = scene.crop((0, 64, 384, 448)).resize((256, 256))
+    moved = scene.crop((96, 64, 480, 448)).resize((256, 256))  # the camera moved by a quarter of the frame
+    bordered = Image.new("RGB", (336, 336), (128, 128, 128))
+    bordered.paste(shot, (40, 40))
+    source, other = keypoints(shot), keypoints(moved)
+
+    copy = verify(source, keypoints(bordered), mirror=False)
+    assert copy.verified and copy.derived == "b" and copy.content_overhang < 0.02, copy
+
+    assert verify(source, other, mirror=False).overhang > MAX_OVERHANG  # the frames overlap in part
+    # The border leaves the moved shot's frame room within the bordered copy's frame; the picture
+    # inside the bars is what it overhangs.
+    beside_border = verify(other, keypoints(bordered), mirror=False)
+    assert beside_border.inliers >= MIN_INLIERS and beside_border.overhang <= MAX_OVERHANG, beside_border
+    assert not beside_border.verified and beside_border.content_overhang > MAX_CONTENT_OVERHANG, beside_border

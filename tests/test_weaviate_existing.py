@@ -301,8 +301,7 @@ def test_older_weaviate_release_answers_like_the_pinned_one(env, modules_url, tm
     pinned = answers(env, photos, "modules")
     with running_weaviate(tmp_path / "older", modules_url, version=OLDEST_TESTED_WEAVIATE) as own:
         endpoint = own.endpoint
-        older_env = {**env, "DEEPLENS_WEAVIATE_URL": endpoint.url, "DEEPLENS_WEAVIATE_GRPC_PORT": str(endpoint.grpc_port),
-                     "DEEPLENS_WEAVIATE_API_KEY": endpoint.api_key}
+        older_env = {**env, **endpoint.env()}
         with weaviate_client(endpoint) as client:
             assert client.get_meta()["version"] == OLDEST_TESTED_WEAVIATE
         assert_same(answers(older_env, photos, "modules"), pinned)

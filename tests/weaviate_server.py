@@ -31,6 +31,11 @@ class WeaviateEndpoint:
     def url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
+    def env(self) -> dict[str, str]:
+        """The DEEPLENS_* settings that point the CLI at this Weaviate."""
+        return {"DEEPLENS_WEAVIATE_URL": self.url, "DEEPLENS_WEAVIATE_GRPC_PORT": str(self.grpc_port),
+                "DEEPLENS_WEAVIATE_API_KEY": self.api_key}
+
 
 @dataclass(frozen=True)
 class TlsFiles:

@@ -19,7 +19,7 @@ a neighbour whose cell is not among an image's nearest is missed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import combinations
 
 import numpy as np
@@ -56,25 +56,35 @@ def _flip_patterns(width: int, flips: int) -> np.ndarray:
                      for bits in combinations(range(width), count)], dtype=np.int32)
 
 
-def _band_matches(queries: np.ndarray, table: np.ndarray, layout: list[tuple[int, int]],
-                  flips: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(query index, table index, bits that differ) of every pair with a band within `flips` bits,
-    each pair once: from the first such band."""
+def _runs(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of `keys` (integers below `size`) grouped by key, and where each key's run lies in
+    them: the indices with key k are order[bounds[k]:bounds[k + 1]]."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=size), out=bounds[1:])
+    return order, bounds
+
+
+def _band_matches(queries: np.ndarray, table: np.ndarray, layout: list[tuple[int, int]], flips: int,
+                  keep: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(query index, table index, bits that differ) of every pair with a band within `flips` bits
+    that `keep(query index, table index)` keeps, each pair once: from the first such band."""
     for number, (shift, width) in enumerate(layout):
-        values = _band(table, shift, width)
-        order = np.argsort(values, kind="stable")
-        counts = np.bincount(values, minlength=1 << width)
-        starts = np.cumsum(counts) - counts
-        occupied = counts > 0  # most keys find nothing: this small table answers them from the cache
+        order, bounds = _runs(_band(table, shift, width), 1 << width)
+        occupied = bounds[1:] > bounds[:-1]  # most keys find nothing: this small table answers them from the cache
         patterns = _flip_patterns(width, flips)
         for start in range(0, len(queries), CHUNK):
             keys = (_band(queries[start:start + CHUNK], shift, width)[:, None] ^ patterns[None, :]).ravel()
             hit = np.flatnonzero(occupied[keys])
-            found = counts[keys[hit]]
+            key = keys[hit]
+            found = bounds[key + 1] - bounds[key]
             query = np.repeat(start + hit // len(patterns), found)
             # positions in `order`: each hit key's run of table entries, one after the other
-            first = np.repeat(starts[keys[hit]] - (np.cumsum(found) - found), found)
+            first = np.repeat(bounds[key] - (np.cumsum(found) - found), found)
             other = order[first + np.arange(len(query))]
+            kept = keep(query, other)  # before the gathers below (phash_pairs drops half the pairs here)
+            query, other = query[kept], other[kept]
             differ = queries[query] ^ table[other]
             earlier = np.zeros(len(query), dtype=bool)
             for shift_before, width_before in layout[:number]:
@@ -82,18 +92,31 @@ def _band_matches(queries: np.ndarray, table: np.ndarray, layout: list[tuple[int
             yield query[~earlier], other[~earlier], differ[~earlier]
 
 
+def _within(matches: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
+            max_distance: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(query index, table index, distance) of the band matches within max_distance bits."""
+    for query, other, differ in matches:
+        distance = np.bitwise_count(differ)
+        keep = distance <= max_distance
+        yield query[keep], other[keep], distance[keep]
+
+
+def _columns(parts: Iterable[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Parts of three columns, each column joined into one array (none: three empty ones)."""
+    columns = list(zip(*parts))
+    if not columns:
+        return tuple(np.empty(0, dtype=np.int64) for _ in range(3))
+    return tuple(np.concatenate(column) for column in columns)
+
+
 def phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair (i, j), i < j, of `hashes` within `max_distance` bits, and its distance."""
     if max_distance < 0:
         raise ValueError(f"max_distance must be 0 or more bits, not {max_distance}")
     count = max(3, -(-(max_distance + 1) // (MOST_FLIPS + 1)))  # bands enough for <= MOST_FLIPS bits per band
-    found = [[], [], []]
-    for query, other, differ in _band_matches(hashes, hashes, bands(count), max_distance // count):
-        distance = np.bitwise_count(differ)
-        keep = (query < other) & (distance <= max_distance)
-        for column, values in zip(found, (query[keep], other[keep], distance[keep])):
-            column.append(values)
-    return tuple(np.concatenate(column) if column else np.empty(0, dtype=np.int64) for column in found)
+    # A pair's first matching band is the same from either side: with i < j kept, it comes once.
+    matches = _band_matches(hashes, hashes, bands(count), max_distance // count, keep=lambda query, other: query < other)
+    return _columns(_within(matches, max_distance))
 
 
 def nearest_per_image(first: np.ndarray, second: np.ndarray, distance: np.ndarray,
@@ -121,13 +144,10 @@ def turned_pairs(hashes: np.ndarray, variants: np.ndarray, owners: np.ndarray,
     """What grouping.turned_copies finds, vectorised: (image, other, distance) for every rotation or
     mirror `variants[k]` of image `owners[k]` that shares a 16-bit band with the pHash of another
     image `other` and is within max_distance bits of it; the smallest distance per (image, other)."""
-    found = [[], [], []]
-    for query, other, differ in _band_matches(variants, hashes, bands(TURNED_BANDS), 0):
-        distance = np.bitwise_count(differ)
-        keep = (owners[query] != other) & (distance <= max_distance)
-        for column, values in zip(found, (owners[query][keep], other[keep], distance[keep])):
-            column.append(values)
-    image, other, distance = (np.concatenate(column) if column else np.empty(0, dtype=np.int64) for column in found)
+    matches = _band_matches(variants, hashes, bands(TURNED_BANDS), 0,
+                            keep=lambda variant, other: owners[variant] != other)
+    variant, other, distance = _columns(_within(matches, max_distance))
+    image = owners[variant]
     order = np.lexsort((distance, other, image))
     image, other, distance = image[order], other[order], distance[order]
     first = _starts(image) | _starts(other)
@@ -161,12 +181,10 @@ def semantic_neighbours(vectors: np.ndarray, max_distance: float,
         top = np.argpartition(-similarity, probes - 1, axis=1)[:, :probes]
         order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1)
         nearest[start:start + BLOCK] = np.take_along_axis(top, order, axis=1)
-    by_cell = np.argsort(nearest[:, 0], kind="stable")
-    bounds = np.searchsorted(nearest[by_cell, 0], np.arange(len(centres) + 1))
-    searches = np.argsort(nearest.ravel(), kind="stable")
+    by_cell, bounds = _runs(nearest[:, 0], len(centres))
+    searches, asked = _runs(nearest.ravel(), len(centres))
     askers = searches // probes  # the images that search each cell, cell after cell
-    asked = np.searchsorted(nearest.ravel()[searches], np.arange(len(centres) + 1))
-    found = [[], [], []]
+    parts = []
     for cell in range(len(centres)):
         members = by_cell[bounds[cell]:bounds[cell + 1]]
         queries = askers[asked[cell]:asked[cell + 1]]
@@ -176,9 +194,8 @@ def semantic_neighbours(vectors: np.ndarray, max_distance: float,
         row, column = np.nonzero(similarity >= 1 - max_distance)
         keep = queries[row] != members[column]
         row, column = row[keep], column[keep]
-        for values, part in zip(found, (queries[row], members[column], 1 - similarity[row, column])):
-            values.append(part)
-    image, other, distance = (np.concatenate(values) for values in found)
+        parts.append((queries[row], members[column], 1 - similarity[row, column]))
+    image, other, distance = _columns(parts)
     return nearest_first(image, other, distance, limits)
 
 

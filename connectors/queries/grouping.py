@@ -39,9 +39,11 @@ from deeplens.modules.phash import hamming
 
 DEFAULT_MAX_DISTANCE = 8  # pHash bits of 64; best F1 on the tuning split of bench/neardup (bench/RESULTS.md)
 # Cosine distance, offline profile (MobileNetV2), of a candidate that verification then confirms:
-# best F1 on the tuning split of bench/neardup with verification (bench/RESULTS.md).
-DEFAULT_MAX_SEMANTIC_DISTANCE = 0.16
-NEIGHBOURS = 50  # most pHash neighbours fetched per image
+# decided on the tune splits of bench/neardup and bench/neardup2 with verification (bench/RESULTS.md):
+# 0.2 ties 0.16 on the first and lifts recall on the second at the same precision, once verification
+# measures the overhang between the pictures inside the bars (modules/verify.py).
+DEFAULT_MAX_SEMANTIC_DISTANCE = 0.2
+NEIGHBOURS = 50  # most pHash matches kept per image, nearest first (as the pHash query's limit was)
 # Semantic candidates verified per image, nearest first: a collection of look-alikes (one style,
 # bursts) makes every image a candidate of every other, and each pair costs a verification.
 SEMANTIC_CANDIDATES = 5
@@ -220,26 +222,26 @@ def near_duplicates(
     semantic = max_semantic_distance > 0 and not backend.hash_only()
     images: dict[str, Member] = {}
     hashes: dict[str, Hashes] = {}
-    embeddings: list[np.ndarray] = []  # float32 rows as they come: a million lists of floats would not fit
+    # One float32 row per image, filled as the export comes (no list of rows stacked afterwards: at
+    # 1M images x 1280 dims each holds 5 GB). Sized by the images counted before the export: zeros
+    # take no memory until written (calloc), and it grows only if a scan adds images meanwhile.
+    vectors = np.zeros((_image_count(backend, locations) if semantic else 0, 0), dtype=np.float32)
     rows = (backend.images_with_embeddings(locations) if semantic
             else ((uuid, properties, None) for uuid, properties in backend.images(locations)))
     for uuid, properties, embedding in rows:
         if properties.get("phash"):  # an image the module server could not hash has nothing to compare
+            if semantic:
+                vectors = _with_row(vectors, len(images), embedding)
             images[uuid] = Member.of(uuid, properties)
             hashes[uuid] = Hashes.of(properties)
-            if semantic:
-                embeddings.append(np.asarray(embedding or (), dtype=np.float32))
     on_total(len(images))
 
     # Candidates found in memory over the export (queries/candidates.py), not queried per image.
     graph = hash_matches(hashes, max_distance)
     near: dict[str, dict[str, float]] = {}
     if semantic and images:
-        dims = max(len(row) for row in embeddings)  # an image without an embedding matches none
-        vectors = np.stack([row if len(row) == dims else np.zeros(dims, dtype=np.float32) for row in embeddings])
-        del embeddings
-        near = semantic_candidates(list(images), vectors, graph, max_semantic_distance)
-        del vectors
+        near = semantic_candidates(list(images), vectors[:len(images)], graph, max_semantic_distance)
+    del vectors
     on_done(len(images))
     candidates: dict[tuple[str, str], float] = {}  # each unordered pair once, not already a hash match
     for uuid, chosen in near.items():
@@ -274,14 +276,35 @@ def near_duplicates(
     return result
 
 
+def _image_count(backend: Backend, locations: list[str] | None) -> int:
+    """Images in the locations (all when None), by one aggregate query."""
+    return sum(images for location, (images, _) in backend.location_totals().items()
+               if not locations or location in locations)
+
+
+def _with_row(vectors: np.ndarray, row: int, embedding: list[float] | None) -> np.ndarray:
+    """`vectors` with `embedding` as its row `row`. An image without an embedding, or with one of
+    another length than the longest, keeps a row of zeros: it matches nothing."""
+    count, dims = vectors.shape
+    if embedding and len(embedding) > dims:  # the first embedding (or a longer one): the rows before stay zeros
+        vectors = np.zeros((count, len(embedding)), dtype=np.float32)
+    if row == len(vectors):  # more images than counted before the export: a scan is adding some
+        grown = np.zeros((count + count // 4 + 1, vectors.shape[1]), dtype=np.float32)
+        grown[:count] = vectors
+        vectors = grown
+    if embedding and len(embedding) == vectors.shape[1]:
+        vectors[row] = embedding
+    return vectors
+
+
 def hash_matches(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dict[str, Match]]:
     """Each image's pHash matches, found in memory (queries/candidates.py): its rotated/mirrored
     copies (turned_copies) and its NEIGHBOURS nearest other pHashes within max_distance: what one
     pHash neighbour query per image answered, exactly instead of by HNSW."""
     ids = list(hashes)
-    found = {uuid: {other: Match("near", Evidence(distance)) for other, distance in turned.items()}
-             for uuid, turned in turned_copies(hashes, max_distance).items()}
     phashes = in_memory.hash_array([hashes[uuid].phash for uuid in ids])
+    found = {uuid: {other: Match("near", Evidence(distance)) for other, distance in turned.items()}
+             for uuid, turned in _turned_copies(hashes, ids, phashes, max_distance).items()}
     for image, other, distance in _rows(in_memory.nearest_per_image(
             *in_memory.phash_pairs(phashes, max_distance), NEIGHBOURS)):
         matches = found.setdefault(ids[image], {})
@@ -448,9 +471,15 @@ def turned_copies(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dic
     within 3 bits share at least one band exactly, so looking up each variant's bands among the
     images' own bands finds those pairs in one pass over the collection (queries/candidates.py)."""
     ids = list(hashes)
+    return _turned_copies(hashes, ids, in_memory.hash_array([hashes[uuid].phash for uuid in ids]), max_distance)
+
+
+def _turned_copies(hashes: dict[str, Hashes], ids: list[str], phashes: np.ndarray,
+                   max_distance: int) -> dict[str, dict[str, int]]:
+    """turned_copies, given the ids of `hashes` and their pHashes as in_memory.hash_array: hash_matches
+    has them already (one int() per image)."""
     owners = np.array([number for number, uuid in enumerate(ids) for _ in hashes[uuid].turned], dtype=np.int64)
     variants = in_memory.hash_array([variant for uuid in ids for variant in hashes[uuid].turned])
-    phashes = in_memory.hash_array([hashes[uuid].phash for uuid in ids])
     found: dict[str, dict[str, int]] = {}
     for image, other, distance in _rows(in_memory.turned_pairs(phashes, variants, owners, max_distance)):
         found.setdefault(ids[image], {})[ids[other]] = distance

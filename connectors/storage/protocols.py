@@ -149,8 +149,10 @@ def _bound_smb_requests() -> None:
     smbd, a link gone dead) would hang a scan forever. smbclient makes its connections with the
     `Connection` its `_pool` module imported (smbclient/_pool.py `register_session`, smbclient
     1.17); that name is replaced, once per process, by a subclass whose requests wait at most the
-    connect timeout they were opened with (the location's `timeout` option). The request then
-    fails with "Connection timeout of N seconds exceeded", which is retried and then stops the scan."""
+    connect timeout they were opened with: the `timeout` option of the location that opened the
+    connection (smbclient keeps one per server and process, so the first location to reach a server
+    sets it). The request then fails with "Connection timeout of N seconds exceeded", which is
+    retried and then stops the scan."""
     import smbclient._pool
     from smbprotocol.connection import Connection
 
