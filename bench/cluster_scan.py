@@ -35,7 +35,8 @@ def timed(stack: PrivateStack, *args: str) -> tuple[float, str]:
 
 
 def run(nodes: int, folder: Path, root: Path) -> dict:
-    stack = PrivateStack(root / f"data-{nodes}")
+    data_dir = root / f"data-{nodes}"
+    stack = PrivateStack(data_dir)
     http, grpc = free_cluster_client_ports(nodes)  # every node's, not only the first's
     stack.env |= {"DEEPLENS_WEAVIATE_URL": f"http://127.0.0.1:{http}", "DEEPLENS_WEAVIATE_GRPC_PORT": str(grpc)}
     if nodes > 1:
@@ -51,7 +52,7 @@ def run(nodes: int, folder: Path, root: Path) -> dict:
         return {
             "nodes": nodes, "images": summary["new"], "scan_s": scan_s, "rescan_s": rescan_s, "near_s": near_s,
             "groups": len(json.loads(out)["groups"]),
-            "weaviate_rss_mib": sum(proc_status(pid).get("VmRSS", 0) for name, pid in stack_pids(root / f"data-{nodes}").items()
+            "weaviate_rss_mib": sum(proc_status(pid).get("VmRSS", 0) for name, pid in stack_pids(data_dir).items()
                                     if name.startswith("weaviate")), **machine_load(),
         }
     finally:

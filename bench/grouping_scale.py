@@ -32,16 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.neardup.run import PrivateStack
+from bench.neardup.run import PrivateStack, log
 from bench.procstats import proc_status, stack_pids
 from bench.query_latency import CpuMeter, SyntheticMaker, insert_synthetic, machine_load, write_real_images
 
 REAL_LOCATION = "real"
 OLD_REF = "40216d2"  # the last commit whose near_duplicates sent two queries per image
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def connect_to(stack: PrivateStack):
@@ -61,7 +57,7 @@ def connect_to(stack: PrivateStack):
 def build(root: Path, sizes: list[int], real: int) -> None:
     """Every size's data dir under root, in one pass: real scan, then synthetic inserts. An
     interrupted build (root/building) goes on where it stopped."""
-    from deeplens.schema.weaviate import IMAGE_COLLECTION, SEMANTIC_VECTOR, apply_schema
+    from deeplens.schema.weaviate import SEMANTIC_VECTOR, apply_schema
 
     work = root / "building"
     resumed = work.exists()
@@ -78,7 +74,7 @@ def build(root: Path, sizes: list[int], real: int) -> None:
             started = time.perf_counter()
             stack("scan", REAL_LOCATION)
             log(f"scanned {real} real JPEGs in {time.perf_counter() - started:.0f} s")
-        collection = client.collections.use(IMAGE_COLLECTION)
+        collection = backend.collection
         probe = next(iter(collection.iterator(include_vector=True, return_properties=["location"])))
         maker = SyntheticMaker(len(probe.vector[SEMANTIC_VECTOR]), seed=8 if resumed else 7)
         # Synthetic ids come from the maker's count: a resumed build numbers on, not over, the objects there.
@@ -95,7 +91,7 @@ def build(root: Path, sizes: list[int], real: int) -> None:
             (root / str(size) / "weaviate-ports.json").unlink()  # internal ports picked anew where it runs
             stack("up")
             client, backend, modules = connect_to(stack)
-            collection = client.collections.use(IMAGE_COLLECTION)
+            collection = backend.collection
         client.close()
     finally:
         stack("down")

@@ -150,7 +150,6 @@ def main() -> None:
             shutil.rmtree(root)
         s3_sizes = [int(n) for n in args.s3_sizes.split(",") if int(n)]
         if s3_sizes:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from tests.servers.plugin import running_seaweedfs
             import s3fs
 

@@ -113,10 +113,10 @@ def top_k_overlap(reference: np.ndarray, other: np.ndarray) -> float:
 def compare(forwards: dict, inputs: list[torch.Tensor], batch: int, args, neighbours: bool = True) -> list[tuple]:
     """One row per runtime: rate and CPU ms per input at `batch`, 1-input latency, agreement with the
     first (top-k overlap only where there are enough inputs to rank)."""
-    expected = embed(next(iter(forwards.values())), inputs, batch)
-    rows = []
+    rows, expected = [], None
     for name, forward in forwards.items():
         vectors = embed(forward, inputs, batch)
+        expected = vectors if expected is None else expected
         cosines = (vectors * expected).sum(axis=1)
         rate, cpu_ms = throughput(forward, inputs, batch, args.seconds)
         median, p95 = latency_ms(forward, inputs, args.latency_calls)

@@ -17,7 +17,6 @@ from typing import Any
 
 from deeplens.connectors.storage import ListedObject
 
-BATCH = 1000  # rows per insert
 CACHE_KIB = 16 * 1024  # SQLite's page cache: what the spill may hold in memory
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -115,13 +114,7 @@ class Changes:
                                  AND NOT EXISTS (SELECT 1 FROM not_images n WHERE n.path = k.path) ORDER BY path""")
 
     def _insert(self, sql: str, rows: Iterable[tuple]) -> None:
-        batch: list[tuple] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == BATCH:
-                self._db.executemany(sql, batch)
-                batch.clear()
-        self._db.executemany(sql, batch)
+        self._db.executemany(sql, rows)  # takes the rows one at a time from the iterator: nothing held
         self._db.commit()
 
     def _count(self, sql: str) -> int:

@@ -269,24 +269,28 @@ def _hue_disagreement(rgb_a: np.ndarray, rgb_b: np.ndarray, transform: np.ndarra
     difference = np.abs(hue_fixed - hue_moved)
     disagree = np.minimum(difference, 256 - difference) * 360 / 256 > HUE_TOLERANCE_DEG  # hue is circular
     overall = float(disagree[both].mean())
-    objects = both & _foreground(fixed, inside)
+    terms = _quadratic_terms(height, width)
+    objects = both & _foreground(fixed, inside, terms)
     if objects.sum() >= enough:  # the second backdrop fit only where the first found an object
-        objects &= _foreground(moved, inside)
+        objects &= _foreground(moved, inside, terms)
     if objects.sum() < enough:  # not two studio shots, or no coloured object in both
         return overall
     return max(overall, float(disagree[objects].mean()))
 
 
-def _foreground(rgb: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Where `rgb` shows something in front of a smooth backdrop (see BACKDROP_SHARE); nowhere when
-    no smooth backdrop explains most of `inside`. The backdrop is a quadratic colour surface fitted
-    to `inside`, refitted to the pixels it explains best (a studio backdrop's gradient and light
-    fall-off are smooth; the object is not part of it)."""
-    smooth = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 2.0)
-    height, width = inside.shape
+def _quadratic_terms(height: int, width: int) -> np.ndarray:
+    """1, x, y, x², xy, y² at every pixel (x and y as fractions of the side): a quadratic surface's basis."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     x, y = x / width, y / height
-    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+
+
+def _foreground(rgb: np.ndarray, inside: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """Where `rgb` shows something in front of a smooth backdrop (see BACKDROP_SHARE); nowhere when
+    no smooth backdrop explains most of `inside`. The backdrop is a quadratic colour surface (over
+    `terms`, _quadratic_terms) fitted to `inside`, refitted to the pixels it explains best (a studio
+    backdrop's gradient and light fall-off are smooth; the object is not part of it)."""
+    smooth = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 2.0)
     sample = np.zeros_like(inside)
     sample[::3, ::3] = True  # every third pixel each way: the surface is smooth
     sample &= inside

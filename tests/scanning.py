@@ -20,8 +20,10 @@ from tests.servers.plugin import StorageServer
 from tests.weaviate_server import WeaviateEndpoint
 
 
-def images(count: int, start: int = 0) -> dict[str, bytes]:
-    return {f"img{seed:03}.jpg": jpeg_bytes(synthetic_image(seed, (96, 64))) for seed in range(start, start + count)}
+def images(count: int, start: int = 0, changed: bool = False) -> dict[str, bytes]:
+    """img{start}.jpg on, each a picture of its own; `changed`: other pictures under the same names."""
+    return {f"img{seed:03}.jpg": jpeg_bytes(synthetic_image(1000 * changed + seed, (96, 64)))
+            for seed in range(start, start + count)}
 
 
 def write(folder: Path, files: dict[str, bytes]) -> None:

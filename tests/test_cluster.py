@@ -15,11 +15,11 @@ import pytest
 
 from deeplens.config import Settings
 from deeplens.processes import Service
-from deeplens.samples import jpeg_bytes, synthetic_image, write_demo_locations
+from deeplens.samples import write_demo_locations
 from deeplens.schema.weaviate import IMAGE_COLLECTION
 from deeplens.stack import WEAVIATE_START_TIMEOUT, Stack, free_cluster_client_ports, start_together
 from tests.cli import run, run_json, weaviate_client
-from tests.scanning import images, indexed, killed, on_disk, once_indexed, scan_in_background, write
+from tests.scanning import count, images, indexed, killed, on_disk, once_indexed, scan_in_background, write
 from tests.weaviate_server import DEEPLENS_COLLECTIONS, WeaviateEndpoint, delete_deeplens_collections
 
 pytestmark = [pytest.mark.weaviate, pytest.mark.slow]
@@ -131,7 +131,7 @@ def test_scan_search_and_duplicates_answer_as_on_one_node(cluster, cluster_env, 
             assert set().union(*shards.values()) == everywhere, (name, shards)
         # Each image once, though two copies of it are stored.
         images_indexed = sum(new for _, new, _ in on_cluster["scans"])
-        assert client.collections.use(IMAGE_COLLECTION).aggregate.over_all(total_count=True).total_count == images_indexed
+        assert count(first) == images_indexed
 
 
 def test_replication_factor_is_checked(cluster_env):
@@ -184,8 +184,7 @@ def test_a_node_killed_mid_scan_loses_nothing(cluster, cluster_env, tmp_path):
         # Files deleted and changed while it is down.
         for name in sorted(on_disk(folder))[:10]:
             (folder / name).unlink()
-        write(folder, {f"img{seed:03}.jpg": jpeg_bytes(synthetic_image(1000 + seed, (96, 64)))
-                       for seed in range(10, 15)})
+        write(folder, images(5, 10, changed=True))
         [rescan] = run_json(cluster_env, "scan", "many")
         assert (rescan["new"], rescan["changed"], rescan["deleted"], rescan["errors"]) == (0, 5, 10, 0)
         assert indexed(first, "many") == on_disk(folder)

@@ -38,7 +38,7 @@ from tests.scanning import (count, images, index_of, indexed, killed, on_disk, o
 from tests.servers.plugin import (INSTALL_HINT, StorageServer, openssh_installed, running_seaweedfs, running_smbd,
                                   running_sshd)
 from tests.servers.process import ServerProcess, drop_connections, pause, resume
-from tests.weaviate_server import RunningWeaviate, running_weaviate
+from tests.weaviate_server import running_weaviate
 
 pytestmark = [pytest.mark.faults, pytest.mark.weaviate]
 
@@ -102,39 +102,33 @@ def test_module_server_killed_mid_scan(env, tmp_path, weaviate):
         modules.stop()
 
 
-@pytest.fixture
-def own_weaviate(tmp_path, modules_url) -> Iterator[RunningWeaviate]:
-    """A Weaviate of this test's own, to kill."""
-    with running_weaviate(tmp_path, modules_url) as own:
-        yield own
+def test_weaviate_killed_and_restarted_mid_scan(env, tmp_path, modules_url):
+    with running_weaviate(tmp_path, modules_url) as own:  # a Weaviate of this test's own, to kill
+        service, endpoint = own.service, own.endpoint
+        env = {**env, **endpoint.env()}
+        folder = tmp_path / "many"
+        write(folder, images(20))
+        run(env, "storage", "add", "many", str(folder))
+        run(env, "scan", "many")
+        # The killed scan has new, changed and deleted files to handle.
+        write(folder, images(180, 20))
+        write(folder, images(5, changed=True))
+        (folder / "img019.jpg").unlink()
 
+        scan = scan_in_background(env, "many")
+        once_indexed(endpoint, scan, 20 + 32)
+        killed(service)
+        service.start()
+        service.wait_ready(WEAVIATE_START_TIMEOUT)
+        _, stderr = scan.communicate(timeout=180)
+        # The scan rides out a restart within its retries (the client's and DeepLens', ~30 s); past
+        # them it stops, and says so.
+        assert scan.returncode == 0 or (f"Weaviate at {endpoint.url} failed" in stderr and "deeplens status" in stderr)
+        assert "Traceback" not in stderr
 
-def test_weaviate_killed_and_restarted_mid_scan(env, tmp_path, own_weaviate):
-    service, endpoint = own_weaviate.service, own_weaviate.endpoint
-    env = {**env, **endpoint.env()}
-    folder = tmp_path / "many"
-    write(folder, images(20))
-    run(env, "storage", "add", "many", str(folder))
-    run(env, "scan", "many")
-    # The killed scan has new, changed and deleted files to handle.
-    write(folder, images(180, 20))
-    write(folder, {f"img{seed:03}.jpg": jpeg_bytes(synthetic_image(1000 + seed, (96, 64))) for seed in range(5)})
-    (folder / "img019.jpg").unlink()
-
-    scan = scan_in_background(env, "many")
-    once_indexed(endpoint, scan, 20 + 32)
-    killed(service)
-    service.start()
-    service.wait_ready(WEAVIATE_START_TIMEOUT)
-    _, stderr = scan.communicate(timeout=180)
-    # The scan rides out a restart within its retries (the client's and DeepLens', ~30 s); past
-    # them it stops, and says so.
-    assert scan.returncode == 0 or (f"Weaviate at {endpoint.url} failed" in stderr and "deeplens status" in stderr)
-    assert "Traceback" not in stderr
-
-    [rerun] = run_json(env, "scan", "many")
-    assert rerun["errors"] == 0
-    assert indexed(endpoint, "many") == on_disk(folder)
+        [rerun] = run_json(env, "scan", "many")
+        assert rerun["errors"] == 0
+        assert indexed(endpoint, "many") == on_disk(folder)
 
 
 @pytest.fixture(scope="module")
@@ -364,8 +358,7 @@ def test_elasticsearch_stopped_mid_bulk(env, tmp_path, weaviate, own_elasticsear
     run(env, "storage", "add", "many", str(folder))
     run(env, "scan", "many")
     # The stopped scan has new, changed and deleted files to handle.
-    write(folder, images(60, 20) | {f"img{seed:03}.jpg": jpeg_bytes(synthetic_image(1000 + seed, (96, 64)))
-                                    for seed in range(5)})
+    write(folder, images(60, 20) | images(5, changed=True))
     (folder / "img019.jpg").unlink()
 
     with monkeypatch.context() as patch:  # stopped once the first chunk of the scan is in

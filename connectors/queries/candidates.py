@@ -194,7 +194,9 @@ def semantic_neighbours(vectors: np.ndarray, max_distance: float,
         row, column = np.nonzero(similarity >= 1 - max_distance)
         keep = queries[row] != members[column]
         row, column = row[keep], column[keep]
-        parts.append((queries[row], members[column], 1 - similarity[row, column]))
+        # Each image's nearest in this cell only: a collection of look-alikes puts nearly every
+        # pair of a cell within the radius, and each (image, other) pair comes from one cell alone.
+        parts.append(nearest_first(queries[row], members[column], 1 - similarity[row, column], limits))
     image, other, distance = _columns(parts)
     return nearest_first(image, other, distance, limits)
 

@@ -48,6 +48,7 @@ NEIGHBOURS = 50  # most pHash matches kept per image, nearest first (as the pHas
 # bursts) makes every image a candidate of every other, and each pair costs a verification.
 SEMANTIC_CANDIDATES = 5
 VERIFY_BATCH = 32  # pairs per module server call
+VERIFY_THREADS = 4  # module server calls at once: it verifies a call's pairs on all its cores
 TIERS = ("exact", "near", "derived")
 
 
@@ -215,7 +216,6 @@ def near_duplicates(
     locations: list[str] | None = None,
     on_total: Callable[[int], None] = lambda total: None,
     on_done: Callable[[int], None] = lambda count: None,
-    workers: int = 8,
 ) -> NearDuplicates:
     """Near-duplicate groups, and the semantic candidates that were not confirmed (`modules`
     verifies them)."""
@@ -253,7 +253,7 @@ def near_duplicates(
     result = NearDuplicates(groups=[])
 
     def verify(pairs: dict[tuple[str, str], float | None]) -> None:
-        for (a, b), cosine, outcome in _verify(backend, modules, pairs, workers, on_done):
+        for (a, b), cosine, outcome in _verify(backend, modules, pairs, on_done):
             evidence = Evidence(hashes[a].distance_to(hashes[b]), cosine,
                                 outcome if isinstance(outcome, dict) else None)
             if isinstance(outcome, str):
@@ -304,7 +304,7 @@ def hash_matches(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dict
     ids = list(hashes)
     phashes = in_memory.hash_array([hashes[uuid].phash for uuid in ids])
     found = {uuid: {other: Match("near", Evidence(distance)) for other, distance in turned.items()}
-             for uuid, turned in _turned_copies(hashes, ids, phashes, max_distance).items()}
+             for uuid, turned in turned_copies(hashes, max_distance, phashes).items()}
     for image, other, distance in _rows(in_memory.nearest_per_image(
             *in_memory.phash_pairs(phashes, max_distance), NEIGHBOURS)):
         matches = found.setdefault(ids[image], {})
@@ -347,7 +347,7 @@ def missed_members(groups: list[Group], graph: dict[str, dict[str, Match]]) -> l
 
 
 def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str, str], float | None],
-            workers: int, on_done: Callable[[int], None]):
+            on_done: Callable[[int], None]):
     """(pair, cosine, the verification dict or the reason it could not run) for each candidate."""
     pairs = verification_order(list(candidates))
 
@@ -371,7 +371,7 @@ def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str
         return [(pair, candidates[pair], outcomes[pair]) for pair in chunk]
 
     chunks = [pairs[i:i + VERIFY_BATCH] for i in range(0, len(pairs), VERIFY_BATCH)]
-    with ThreadPoolExecutor(min(workers, 4)) as pool:  # the module server verifies on all its cores
+    with ThreadPoolExecutor(VERIFY_THREADS) as pool:
         for results in pool.map(batch, chunks):
             yield from results
 
@@ -463,21 +463,17 @@ def _cosine_distance(a: list[float], b: list[float]) -> float:
     return round(float(1 - x @ y / (np.linalg.norm(x) * np.linalg.norm(y))), 4)
 
 
-def turned_copies(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dict[str, int]]:
+def turned_copies(hashes: dict[str, Hashes], max_distance: int,
+                  phashes: np.ndarray | None = None) -> dict[str, dict[str, int]]:
     """Rotated and mirrored copies, by hash bands instead of seven more vector queries per image.
 
     A copy turned by 90/180/270 degrees or mirrored has a pHash within a few bits of the matching
-    rotation/mirror of the original (bench/neardup: at most 2). With 4 bands of 16 bits, hashes
-    within 3 bits share at least one band exactly, so looking up each variant's bands among the
-    images' own bands finds those pairs in one pass over the collection (queries/candidates.py)."""
+    rotation/mirror of the original (bench/neardup: at most 2); candidates.turned_pairs looks each
+    variant up among the images' pHashes by 16-bit bands. `phashes`: the images' pHashes as
+    in_memory.hash_array, in the order of `hashes`, where the caller has them already."""
     ids = list(hashes)
-    return _turned_copies(hashes, ids, in_memory.hash_array([hashes[uuid].phash for uuid in ids]), max_distance)
-
-
-def _turned_copies(hashes: dict[str, Hashes], ids: list[str], phashes: np.ndarray,
-                   max_distance: int) -> dict[str, dict[str, int]]:
-    """turned_copies, given the ids of `hashes` and their pHashes as in_memory.hash_array: hash_matches
-    has them already (one int() per image)."""
+    if phashes is None:
+        phashes = in_memory.hash_array([hashes[uuid].phash for uuid in ids])
     owners = np.array([number for number, uuid in enumerate(ids) for _ in hashes[uuid].turned], dtype=np.int64)
     variants = in_memory.hash_array([variant for uuid in ids for variant in hashes[uuid].turned])
     found: dict[str, dict[str, int]] = {}
