@@ -245,7 +245,7 @@ def in_memory(size: int, dims: int) -> dict:
     variants = rng.integers(0, 2**63, size=7 * size, dtype=np.int64).astype(np.uint64)
     owners = np.repeat(np.arange(size), 7)
     out = {"size": size}
-    for name, step in (("pHash pairs", lambda: candidates.nearest_per_image(*candidates.phash_pairs(hashes, 8), NEIGHBOURS)),
+    for name, step in (("pHash pairs", lambda: candidates.nearest_phash_matches(hashes, 8, NEIGHBOURS)),
                        ("turned pairs", lambda: candidates.turned_pairs(hashes, variants, owners, 8))):
         wall, cpu = time.perf_counter(), time.process_time()
         found = step()

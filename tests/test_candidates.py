@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deeplens.connectors.queries.candidates import (
-    bands, hash_array, nearest_per_image, phash_pairs, semantic_neighbours, turned_pairs,
+    bands, hash_array, nearest_phash_matches, phash_pairs, semantic_neighbours, turned_pairs,
 )
 from deeplens.connectors.queries.grouping import _with_row
 
@@ -78,11 +78,32 @@ def test_no_hashes_and_a_negative_distance():
         phash_pairs(hash_array(["00"]), -1)
 
 
-def test_nearest_per_image_keeps_the_nearest_as_a_query_with_that_limit_would():
-    # 0 is near 1 (1 bit), 2 (2 bits) and 3 (3 bits); with a limit of 2, 0 keeps 1 and 2.
-    image, other, distance = nearest_per_image(np.array([0, 0, 0]), np.array([1, 2, 3]), np.array([1, 2, 3]), 2)
-    rows = list(zip(image.tolist(), other.tolist(), distance.tolist()))
-    assert rows == [(0, 1, 1), (0, 2, 2), (1, 0, 1), (2, 0, 2), (3, 0, 3)]
+def brute_force_nearest(hashes: np.ndarray, max_distance: int, limit: int) -> list[tuple[int, int, int]]:
+    """Each image's `limit` nearest others within max_distance, nearest first, ties by index."""
+    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    rows = []
+    for image in range(len(hashes)):
+        near = sorted((int(distance[image, other]), other) for other in range(len(hashes))
+                      if other != image and distance[image, other] <= max_distance)
+        rows += [(image, other, d) for d, other in near[:limit]]
+    return rows
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 50])
+def test_nearest_phash_matches_are_each_images_nearest_as_a_query_with_that_limit_would_answer(planted, limit):
+    # The planted set holds one value three times and several twice: the values' lists are shared.
+    many = np.concatenate([planted, np.repeat(planted[:3], 4)])
+    rows = list(zip(*(column.tolist() for column in nearest_phash_matches(many, 8, limit))))
+    assert rows == brute_force_nearest(many, 8, limit)
+
+
+def test_thousands_of_identical_hashes_are_not_paired_one_by_one():
+    # 20,000 blank pages: 200M pairs if every pair were built; each keeps its 3 lowest-numbered others.
+    hashes = np.concatenate([np.zeros(20_000, dtype=np.uint64), hash_array(["1", "ffffffffffffffff"])])
+    image, other, distance = nearest_phash_matches(hashes, 8, 3)
+    assert len(image) == 20_001 * 3
+    assert other[:6].tolist() == [1, 2, 3, 0, 2, 3] and other[-3:].tolist() == [0, 1, 2]
+    assert set(distance[image < 20_000].tolist()) == {0} and set(distance[image == 20_000].tolist()) == {1}
 
 
 def test_turned_pairs_are_the_band_sharing_variants_within_max_distance():

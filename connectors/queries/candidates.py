@@ -1,6 +1,6 @@
 """Candidates found in memory, over the export of the whole collection: no query per image.
 
-pHash matches (phash_pairs, turned_pairs):
+pHash matches (phash_pairs, nearest_phash_matches, turned_pairs):
 
 Multi-index hashing: split the 64 bits into bands; by the pigeonhole principle two hashes within
 `max_distance` bits have at least one band within `max_distance // bands` bits of each other. Each
@@ -119,12 +119,39 @@ def phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.n
     return _columns(_within(matches, max_distance))
 
 
-def nearest_per_image(first: np.ndarray, second: np.ndarray, distance: np.ndarray,
-                      limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """From unordered pairs, each image's `limit` nearest others (ties: the lower index first), as
-    (image, other, distance) rows: what one neighbour query per image with that limit would answer."""
-    return nearest_first(np.concatenate([first, second]), np.concatenate([second, first]),
-                         np.concatenate([distance, distance]), limit)
+def nearest_phash_matches(hashes: np.ndarray, max_distance: int,
+                          limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's `limit` nearest other pHashes within max_distance (ties: the lower index first),
+    as (image, other, distance) rows: what one pHash neighbour query per image with that limit
+    would answer.
+
+    Pairs are found between distinct hash VALUES, never between images: n images with one value
+    (blank pages, black frames, one logo in every folder) would be n*n/2 pairs, 50M rows for 10k
+    blank scans. Every member of a value has the same neighbours but itself, so each value's
+    `limit + 1` nearest images (its own members and those of the values near it, at most
+    `limit + 1` of each by index: a member further down its value cannot be among the nearest)
+    serve all of its members, each dropping itself."""
+    values, value_of = np.unique(hashes, return_inverse=True)
+    members, bounds = _runs(value_of, len(values))  # each value's images, by index
+    first, second, distance = phash_pairs(values, max_distance)
+    # (value, value whose first members are its candidates, distance): itself, then both directions
+    asker = np.concatenate([np.arange(len(values)), first, second])
+    source = np.concatenate([np.arange(len(values)), second, first])
+    apart = np.concatenate([np.zeros(len(values), dtype=distance.dtype), distance, distance])
+    row, position = _spans(bounds[source], np.minimum(np.diff(bounds), limit + 1)[source])
+    value, other, apart = nearest_first(asker[row], members[position], apart[row], limit + 1)
+    # Each image gets its value's list (sorted by value, then nearest first) without itself.
+    counts = np.bincount(value, minlength=len(values))
+    image, position = _spans((np.cumsum(counts) - counts)[value_of], counts[value_of])
+    keep = other[position] != image
+    return nearest_first(image[keep], other[position][keep], apart[position][keep], limit)
+
+
+def _spans(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions starts[k] .. starts[k] + lengths[k] - 1 of every span k, one span after the
+    other, and the span each position belongs to: (span, position)."""
+    span = np.repeat(np.arange(len(lengths)), lengths)
+    return span, np.arange(len(span)) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
 
 
 def nearest_first(image: np.ndarray, other: np.ndarray, distance: np.ndarray,

@@ -305,8 +305,7 @@ def hash_matches(hashes: dict[str, Hashes], max_distance: int) -> dict[str, dict
     phashes = in_memory.hash_array([hashes[uuid].phash for uuid in ids])
     found = {uuid: {other: Match("near", Evidence(distance)) for other, distance in turned.items()}
              for uuid, turned in turned_copies(hashes, max_distance, phashes).items()}
-    for image, other, distance in _rows(in_memory.nearest_per_image(
-            *in_memory.phash_pairs(phashes, max_distance), NEIGHBOURS)):
+    for image, other, distance in _rows(in_memory.nearest_phash_matches(phashes, max_distance, NEIGHBOURS)):
         matches = found.setdefault(ids[image], {})
         if ids[other] not in matches or distance < matches[ids[other]].evidence.hamming:
             matches[ids[other]] = Match("near", Evidence(distance))
