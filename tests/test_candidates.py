@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deeplens.connectors.queries import candidates
 from deeplens.connectors.queries.candidates import (
     bands, hash_array, nearest_phash_matches, phash_pairs, semantic_neighbours, turned_pairs,
 )
@@ -185,6 +186,20 @@ def test_semantic_neighbours_find_near_copies_among_many_cells_and_respect_each_
     wanted = [(i, rows[0][0]) for i, rows in expected.items() if i % 2 == 0]
     found = set(zip(image.tolist(), other.tolist()))
     assert sum(pair in found for pair in wanted) >= 0.97 * len(wanted)
+
+
+@pytest.mark.parametrize("cell_block", [1 << 22, 3000])  # one block per cell, and a few rows at a time
+def test_a_thousand_identical_embeddings_keep_each_images_lowest_numbered_others(monkeypatch, cell_block):
+    # 1,000 blank pages in one cell: 1M pairs within the radius, of which each image keeps 3.
+    monkeypatch.setattr(candidates, "CELL_BLOCK", cell_block)
+    rng = np.random.default_rng(13)
+    vectors = np.concatenate([np.ones((1000, 32), dtype=np.float32), near_copies(rng, 100, 32, 10)])
+    image, other, distance = semantic_neighbours(vectors, 0.16, np.full(len(vectors), 3))
+    blank = image < 1000
+    assert np.bincount(image[blank], minlength=1000).tolist() == [3] * 1000
+    assert other[blank][:6].tolist() == [1, 2, 3, 0, 2, 3] and other[blank][-3:].tolist() == [0, 1, 2]
+    assert np.allclose(distance[blank], 0, atol=1e-6)
+    assert set(other[~blank].tolist()) >= {1000 + i for i in range(10)}  # the near copies still find each other
 
 
 def test_exported_embeddings_fill_one_matrix_that_grows_past_the_count():

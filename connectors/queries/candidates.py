@@ -33,6 +33,7 @@ BLOCK = 4096  # images whose nearest cells are found at once
 MOST_FLIPS = 2  # bits flipped per band lookup: 3 bands of 21-22 bits for max_distance 8
 TURNED_BANDS = 4  # 16-bit bands, as grouping.turned_copies
 CHUNK = 2048  # hashes looked up at once: bounds the memory of one step (a few MB)
+CELL_BLOCK = 1 << 22  # similarities computed at once in a cell (16 MB): a cell may hold thousands of one picture
 
 
 def hash_array(phashes: list[str]) -> np.ndarray:
@@ -217,15 +218,40 @@ def semantic_neighbours(vectors: np.ndarray, max_distance: float,
         queries = askers[asked[cell]:asked[cell + 1]]
         if len(members) == 0 or len(queries) == 0:
             continue
-        similarity = units[queries] @ units[members].T
-        row, column = np.nonzero(similarity >= 1 - max_distance)
-        keep = queries[row] != members[column]
-        row, column = row[keep], column[keep]
-        # Each image's nearest in this cell only: a collection of look-alikes puts nearly every
-        # pair of a cell within the radius, and each (image, other) pair comes from one cell alone.
-        parts.append(nearest_first(queries[row], members[column], 1 - similarity[row, column], limits))
+        for start in range(0, len(queries), max(1, CELL_BLOCK // len(members))):
+            asking = queries[start:start + max(1, CELL_BLOCK // len(members))]
+            similarity = units[asking] @ units[members].T
+            similarity[asking[:, None] == members[None, :]] = -np.inf  # not itself: infinitely far
+            row, column = np.nonzero(similarity >= 1 - max_distance)
+            distance = 1 - similarity
+            row, column = _nearest_in_row(distance, row, column, int(limits[asking].max(initial=0)))
+            # Each image's nearest in this cell only: a collection of look-alikes puts nearly every
+            # pair of a cell within the radius, and each (image, other) pair comes from one cell alone.
+            parts.append(nearest_first(asking[row], members[column], distance[row, column], limits))
     image, other, distance = _columns(parts)
     return nearest_first(image, other, distance, limits)
+
+
+def _nearest_in_row(distance: np.ndarray, row: np.ndarray, column: np.ndarray,
+                    limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of the hits (row, column) of `distance` (in row-major order), at most `limit` per row: the
+    nearest, ties by the lower column (the lower image index: a cell lists its members by index),
+    as nearest_first orders them. A thousand identical images (blank pages) would otherwise be a
+    million hits in one cell."""
+    rows = len(distance)
+    per_row = np.bincount(row, minlength=rows)
+    crowded = np.flatnonzero(per_row > limit)
+    if len(crowded) == 0:
+        return row, column
+    # Each crowded row's limit-th smallest distance: below it every hit, at it the first columns.
+    threshold = np.full(rows, np.inf, dtype=distance.dtype)
+    threshold[crowded] = np.partition(distance[crowded], limit - 1, axis=1)[:, limit - 1] if limit else -np.inf
+    value = distance[row, column]
+    below, tied = value < threshold[row], value == threshold[row]
+    tied_per_row = np.bincount(row[tied], minlength=rows)
+    tie_rank = np.cumsum(tied) - np.repeat(np.cumsum(tied_per_row) - tied_per_row, per_row)
+    keep = below | (tied & (tie_rank <= limit - np.bincount(row[below], minlength=rows)[row]))
+    return row[keep], column[keep]
 
 
 def _cell_centres(units: np.ndarray, cells: int) -> np.ndarray:
