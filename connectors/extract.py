@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from PIL import Image
 
-from deeplens.modules.images import DEFAULT_MAX_PIXELS, EXIF_ORIENTATION, open_image, trim_borders
+from deeplens.modules.images import DEFAULT_MAX_PIXELS, EXIF_ORIENTATION, content_box, open_image
 
 THUMBNAIL_SIZE = 256
 THUMBNAIL_QUALITY = 90
@@ -58,8 +58,10 @@ def extract(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
 
 
 def _has_border(thumb: Image.Image) -> bool:
-    content = trim_borders(thumb)  # what the module server hashes, so that framed copies match
-    return content.width * content.height < (1 - BORDER_MIN_SHARE) * thumb.width * thumb.height
+    # The trim the module server hashes after (so that framed copies match), here of the thumbnail
+    # before its JPEG encoding: the module server's box, of the decoded JPEG, can differ by a line.
+    left, top, right, bottom = content_box(thumb)
+    return (right - left) * (bottom - top) < (1 - BORDER_MIN_SHARE) * thumb.width * thumb.height
 
 
 @dataclass(frozen=True)

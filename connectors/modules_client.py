@@ -19,6 +19,7 @@ from deeplens.connectors.retry import retry
 
 Feature = Literal["phash", "dihedral", "semantic", "info"]
 IDENTITY = "identity"  # the dihedral variant that is the image as it is (modules/phash.py DIHEDRAL)
+JSON_CONTENT = {"Content-Type": "application/json"}
 
 
 class FeatureError(ValueError):
@@ -66,8 +67,11 @@ class ModulesClient:
         if not thumbnails:
             return []
         body = {"images": [{"id": str(i), "data": t} for i, t in enumerate(thumbnails)], "features": list(wanted)}
-        response = retry(lambda: self._http.post("/v1/features", json=body).raise_for_status(), what="module server")
-        # orjson: a chunk's embeddings are tens of thousands of floats, which json parses ~5x slower.
+        # orjson both ways: the same bytes as httpx's json= (compact), ~1 CPU ms less per scan chunk
+        # of 32 thumbnails; a chunk's embeddings are tens of thousands of floats, which json parses ~5x slower.
+        content = orjson.dumps(body)
+        response = retry(lambda: self._http.post("/v1/features", content=content, headers=JSON_CONTENT).raise_for_status(),
+                         what="module server")
         return [_parse(result) for result in orjson.loads(response.content)["results"]]
 
     def verify(self, images: list[str], pairs: list[tuple[int, int]], mirror: bool = True) -> list[dict | FeatureError]:
@@ -76,9 +80,12 @@ class ModulesClient:
         could not be read. mirror: also try the second image mirrored."""
         if not pairs:
             return []
-        body = {"images": images, "pairs": pairs, "mirror": mirror}
-        response = retry(lambda: self._http.post("/v1/verify", json=body).raise_for_status(), what="module server")
-        return [FeatureError(f"module server: {r['error']}") if "error" in r else r for r in response.json()["results"]]
+        # orjson: a call carries hundreds of thumbnails, which json encodes several times slower.
+        body = orjson.dumps({"images": images, "pairs": pairs, "mirror": mirror})
+        response = retry(lambda: self._http.post("/v1/verify", content=body, headers=JSON_CONTENT).raise_for_status(),
+                         what="module server")
+        return [FeatureError(f"module server: {r['error']}") if "error" in r else r
+                for r in orjson.loads(response.content)["results"]]
 
     def embed_text(self, text: str) -> list[float]:
         """The semantic embedding of a text (POST /semantic/vectorize, the route Weaviate's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ import torch
 
 from deeplens.modules import phash
 from deeplens.modules.batching import DynamicBatcher
-from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, open_image, trim_borders
+from deeplens.modules.images import DEFAULT_MAX_PIXELS, BadImage, content_box, open_image
 from deeplens.modules.metrics import Metrics
 from deeplens.modules.models import SemanticModel
 from deeplens.modules.verify import KeypointCache, Keypoints, Verification, verify
@@ -88,55 +89,70 @@ class Engine:
 
     def _analyse(self, data: bytes, features: frozenset[str]) -> Analysis:
         decoded = open_image(data, self.config.max_pixels, draft_to=self.draft_size)
-        # Hashes and embeddings describe the picture, not the bars a letterboxed copy added.
-        content = trim_borders(decoded.image)
+        # Hashes and embeddings describe the picture, not the bars a letterboxed copy added. The
+        # hashes take the grey image the trim reads: converting to grey is per pixel, so its crop is
+        # the grey image of the cropped picture, and each image is converted once instead of twice.
+        gray = decoded.image.convert("L")
+        box = content_box(gray)
         result = Analysis()
         if "phash" in features:
-            result.phash_bits = phash.phash_bits(content)
+            result.phash_bits = phash.phash_bits(gray.crop(box))
         if "dihedral" in features:
-            result.dihedral = phash.dihedral_hashes(content)
+            result.dihedral = phash.dihedral_hashes(gray.crop(box))
         if "semantic" in features:
-            result.pixels = self.model.preprocess(content)
+            result.pixels = self.model.preprocess(decoded.image.crop(box))
         if "info" in features:
             result.info = {"width": decoded.width, "height": decoded.height, "format": decoded.format}
         return result
 
-    async def analyse(self, data: bytes, features: frozenset[str]) -> Analysis:
-        loop = asyncio.get_running_loop()
+    def _analyse_or_bad(self, data: bytes, features: frozenset[str]) -> Analysis | BadImage:
         try:
-            return await loop.run_in_executor(self.decode_pool, self._analyse, data, features)
-        except BadImage:
+            return self._analyse(data, features)
+        except BadImage as exc:
             self.metrics.errors.labels(kind="bad_image").inc()
-            raise
+            return exc
 
     async def analyse_all(self, images: list[bytes], features: frozenset[str]) -> list[Analysis | BadImage]:
-        """One result per image, in order; a bad image yields its BadImage instead of failing all."""
-        return await asyncio.gather(*(self.analyse(data, features) for data in images), return_exceptions=True)
+        """One result per image, in order; a bad image yields its BadImage instead of failing all.
+        In runs (_in_runs): a task per image woke the event loop 32 times per scan request
+        (bench/RESULTS.md, issue 16's fourth pass)."""
+        return await self._in_runs(lambda data: self._analyse_or_bad(data, features), images)
 
     async def verify_all(self, images: list[bytes | BadImage], pairs: list[tuple[int, int]],
                          mirror: bool = True) -> list[Verification | BadImage]:
         """Geometric verification of each pair of images (indexes into `images`; an image that
         could not even be received is its BadImage) on the decode threads: each image's features
         once, then the pairs; a pair with an unreadable image yields its BadImage."""
-        loop = asyncio.get_running_loop()
-
-        async def prepare(data: bytes | BadImage) -> Keypoints | BaseException:
+        def prepare(data: bytes | BadImage) -> Keypoints | BaseException:
             if isinstance(data, BadImage):
                 return data
-            found, cached = await loop.run_in_executor(self.decode_pool, self.keypoints.get, data,
-                                                       self.config.max_pixels)
+            try:
+                found, cached = self.keypoints.get(data, self.config.max_pixels)
+            except Exception as exc:  # noqa: BLE001 - the image's own result; bad_image raises what is not a BadImage
+                return exc
             self.metrics.verify_features.labels(source="cache" if cached else "computed").inc()
             return found
 
-        keypoints = await asyncio.gather(*(prepare(data) for data in images), return_exceptions=True)
+        keypoints = await self._in_runs(prepare, images)
 
-        def one(a: int, b: int) -> Verification | BadImage:
+        def one(pair: tuple[int, int]) -> Verification | BadImage:
+            a, b = pair
             bad = next((k for k in (keypoints[a], keypoints[b]) if isinstance(k, BaseException)), None)
             if bad is not None:
                 return bad
             return verify(keypoints[a], keypoints[b], mirror)
 
-        return await asyncio.gather(*(loop.run_in_executor(self.decode_pool, one, a, b) for a, b in pairs))
+        return await self._in_runs(one, pairs)
+
+    async def _in_runs(self, work: Callable, items: list) -> list:
+        """work(item) for each item, in order, each decode thread taking a run of the items: a task
+        per item woke the event loop more often than matching a pair of different images costs (a
+        fifth of the module server's CPU in duplicate grouping, bench/RESULTS.md)."""
+        loop = asyncio.get_running_loop()
+        run = max(1, -(-len(items) // self.config.decode_threads))
+        parts = await asyncio.gather(*(loop.run_in_executor(self.decode_pool, _each, work, items[start:start + run])
+                                       for start in range(0, len(items), run)))
+        return [result for part in parts for result in part]
 
     async def embed(self, analyses: list[Analysis]) -> list[np.ndarray]:
         return await self.batcher.submit([a.pixels for a in analyses]) if analyses else []
@@ -145,3 +161,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         # Texts are rare next to images; one call per request on the model thread is enough.
         return await loop.run_in_executor(self.model_thread, self.model.embed_texts, texts)
+
+
+def _each(work: Callable, items: list) -> list:
+    return [work(item) for item in items]

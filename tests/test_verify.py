@@ -7,14 +7,16 @@ leaves room around it."""
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import skimage.data
 from PIL import Image
 
 from deeplens.modules.images import DEFAULT_MAX_PIXELS
-from deeplens.modules.verify import (MAX_CONTENT_OVERHANG, MAX_HUE_DISAGREEMENT, MAX_OVERHANG, MIN_INLIERS,
-                                      Keypoints, verify)
+from deeplens.modules.verify import (FAST_THRESHOLD, MAX_CONTENT_OVERHANG, MAX_HUE_DISAGREEMENT, MAX_OVERHANG,
+                                      MIN_INLIERS, ORB_FEATURES, Keypoints, verify)
 
 
 def keypoints(image: Image.Image) -> Keypoints:
@@ -90,3 +92,24 @@ def test_another_shot_of_the_scene_is_not_a_copy_of_a_bordered_copy():
     beside_border = verify(other, keypoints(bordered), mirror=False)
     assert beside_border.inliers >= MIN_INLIERS and beside_border.overhang <= MAX_OVERHANG, beside_border
     assert not beside_border.verified and beside_border.content_overhang > MAX_CONTENT_OVERHANG, beside_border
+
+
+def orb() -> cv2.ORB:
+    return cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=FAST_THRESHOLD)
+
+
+def test_features_are_a_new_detectors_on_the_grey_of_the_rgb_pixels_on_any_thread():
+    """Keypoints keeps an ORB detector per thread and takes the grey straight from the decoded image
+    (for speed): the same features as a new detector on Pillow's grey of the RGB pixels, which the
+    thresholds were chosen on, whichever thread found them and whatever it found before."""
+    photos = [Image.fromarray(skimage.data.astronaut()).resize((256, 256)),
+              Image.fromarray(skimage.data.coffee()).resize((256, 171))]
+    with ThreadPoolExecutor(2) as pool:
+        found = list(pool.map(keypoints, photos * 3))
+    for image in found:
+        grey = np.asarray(Image.fromarray(image.rgb).convert("L"))
+        keys, descriptors = orb().detectAndCompute(grey, None)
+        assert len(keys) > 100 and np.array_equal(descriptors, image.desc)
+        assert np.array_equal(np.float32([key.pt for key in keys]), image.points)
+        mirrored_keys, _ = orb().detectAndCompute(np.ascontiguousarray(grey[:, ::-1]), None)
+        assert np.array_equal(np.float32([key.pt for key in mirrored_keys]), image.mirrored().points)

@@ -25,6 +25,8 @@ group's kept copy (see missed_members).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -47,8 +49,12 @@ NEIGHBOURS = 50  # most pHash matches kept per image, nearest first (as the pHas
 # Semantic candidates verified per image, nearest first: a collection of look-alikes (one style,
 # bursts) makes every image a candidate of every other, and each pair costs a verification.
 SEMANTIC_CANDIDATES = 5
-VERIFY_BATCH = 32  # pairs per module server call
+# Pairs per module server call. A call sends each of its images once, and an image is part of ~9
+# pairs: at 10k look-alikes, 256 instead of 32 sent a fifth fewer images in 168 calls instead of
+# 1333 (bench/RESULTS.md, "Cost of verification").
+VERIFY_BATCH = 256
 VERIFY_THREADS = 4  # module server calls at once: it verifies a call's pairs on all its cores
+THUMBNAILS_KEPT = 4096  # as many as the module server keeps the features of (~20 KB each, base64)
 TIERS = ("exact", "near", "derived")
 
 
@@ -349,9 +355,10 @@ def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str
             on_done: Callable[[int], None]):
     """(pair, cosine, the verification dict or the reason it could not run) for each candidate."""
     pairs = verification_order(list(candidates))
+    thumbnails_kept = RecentThumbnails(backend, THUMBNAILS_KEPT)
 
     def batch(chunk: list[tuple[str, str]]) -> list:
-        thumbnails = backend.thumbnails(list({uuid for pair in chunk for uuid in pair}))
+        thumbnails = thumbnails_kept.get(list({uuid for pair in chunk for uuid in pair}))
         missing = [pair for pair in chunk if not (thumbnails.get(pair[0]) and thumbnails.get(pair[1]))]
         ready = [pair for pair in chunk if pair not in missing]
         ids = list({uuid for pair in ready for uuid in pair})
@@ -373,6 +380,31 @@ def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str
     with ThreadPoolExecutor(VERIFY_THREADS) as pool:
         for results in pool.map(batch, chunks):
             yield from results
+
+
+class RecentThumbnails:
+    """The thumbnails of the images verified lately, by id, fetched from the index when missing.
+    An image is part of ~9 pairs, which come in several calls (verification_order keeps them close):
+    fetching it each time cost the index and this process more than the module server spends on it."""
+
+    def __init__(self, backend: Backend, size: int):
+        self.backend = backend
+        self.size = size
+        self._kept: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ids: list[str]) -> dict[str, str | None]:
+        with self._lock:
+            found = {uuid: self._kept[uuid] for uuid in ids if uuid in self._kept}
+            for uuid in found:
+                self._kept.move_to_end(uuid)
+        missing = [uuid for uuid in ids if uuid not in found]
+        fetched = self.backend.thumbnails(missing) if missing else {}
+        with self._lock:
+            self._kept.update(fetched)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return found | fetched
 
 
 def verification_order(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
