@@ -13,15 +13,16 @@ Verified when enough matches agree (MIN_INLIERS and MIN_INLIER_RATIO), the scale
 frame lies within the other (MAX_OVERHANG, MAX_CONTENT_OVERHANG), the matched region covers a
 real part of the smaller image (a shared logo or a patch of texture covers little), and, where
 both images are in colour, the aligned pictures agree in hue (see MAX_HUE_DISAGREEMENT), in studio
-shots also where the object is (see BACKDROP_SHARE). The
-geometric settings were chosen on the tune split of bench/neardup alone (450 edited copies against
-their originals, 5,834 pairs of different images): 449 copies verified, no pair of different
-images (one drawn-scene pair reached 12 inliers, hence 13); about 1.3 ms an image for the features
-and 1.3 ms a pair on one core, at 256 px. The colour rules were chosen on the tune splits of
-bench/neardup and bench/neardup2 (bench/RESULTS.md); they decode both images again, only for pairs
-whose geometry holds. The evidence says how: inliers, ratio, rotation, scale, mirror, where A lies
-inside B and B inside A (boxes as fractions of the other's width and height), the overhangs, and
-the hues.
+shots also where the object is (see BACKDROP_SHARE), and, in studio shots, the object's print and
+shading agree (see MIN_OBJECT_INLIER_SHARE). The geometric settings were chosen on the tune split
+of bench/neardup alone (450 edited copies against their originals, 5,834 pairs of different
+images): 449 copies verified, no pair of different images (one drawn-scene pair reached 12
+inliers, hence 13); about 1.3 ms an image for the features and 1.3 ms a pair on one core, at 256
+px. The colour rules were chosen on the tune splits of bench/neardup and bench/neardup2
+(bench/RESULTS.md), the object rule too; they decode both images again, only for pairs whose
+geometry holds. The evidence says how: inliers, ratio, rotation, scale,
+mirror, where A lies inside B and B inside A (boxes as fractions of the other's width and height),
+the overhangs, the hues, and the object's agreement.
 """
 
 from __future__ import annotations
@@ -79,12 +80,29 @@ HUE_TOLERANCE_DEG = 30
 MIN_COLOURED = 0.02  # share of the overlap both must colour for the hues to count
 # Studio shots (an object on a smooth backdrop): the backdrop is most of the coloured area, so two
 # different objects on one backdrop agree in hue overall. Where a smooth colour surface explains at
-# least BACKDROP_SHARE of both images (within BACKDROP_DISTANCE), the hues are also compared over
-# the pixels both show in front of it (FOREGROUND_DISTANCE and more from it), and the larger
-# disagreement counts.
+# least BACKDROP_SHARE of the overlap in either image (within BACKDROP_DISTANCE), the hues are also
+# compared over the pixels both show in front of their backdrops (FOREGROUND_DISTANCE and more from
+# it), and the larger disagreement counts. Either, not both: where one shows the object larger, the
+# overlap is mostly object and shadow in that one. Chosen on the tune split of bench/neardup2
+# (bench/RESULTS.md): of the 14 verified pairs of two product sources that "both" left out, "either"
+# rejects 10 at the cost of no source ~ copy pair and 14 of 4,513 copy ~ copy pairs; "both" at 0.4
+# rejects as many and loses 73 true pairs, and 12-13 cost 69-163 (0.3 for both, "either" at 0.5, the
+# object rule on every pair).
 BACKDROP_SHARE = 0.6
 BACKDROP_DISTANCE = 20  # RGB distance
 FOREGROUND_DISTANCE = 30
+# Studio shots again: two different objects of one shape in one studio (a can and a mug, the same
+# colour or one copy in grey) line up on their outlines, but not on their print and shading. A
+# copy shows the same object: most of the features where both show it are inliers, or, aligned,
+# the two agree in grey level there (normalised correlation, smoothed by OBJECT_BLUR). A pair is
+# rejected when both fall short. Chosen on the tune splits of bench/neardup2 and bench/neardup
+# (bench/RESULTS.md): no source ~ copy pair falls short of both (the one below 0.2 correlates at
+# 0.996; those below 0.95 keep shares of 0.25 and more); 277 of the 284 pairs of different products
+# do (correlations up to 0.93 where the share is below 0.2), the other 7 differ in colour.
+MIN_OBJECT_INLIER_SHARE = 0.2
+MIN_OBJECT_CORRELATION = 0.95
+OBJECT_BLUR = 1.5  # pixels (sigma) at VERIFY_SIZE
+MIN_OBJECT_PIXELS = 50  # where both show the object, for the rule to apply
 
 
 
@@ -108,6 +126,10 @@ class Verification:
     # Of the overlap's pixels coloured in both, the share whose hues disagree (see
     # MAX_HUE_DISAGREEMENT); None where the geometry failed or one image has too little colour.
     hue_disagreement: float | None = None
+    # Studio shots (see MIN_OBJECT_INLIER_SHARE), where both show the object: the share of the
+    # features that are inliers, and the grey-level correlation; None when not two studio shots.
+    object_inlier_share: float | None = None
+    object_correlation: float | None = None
 
     def as_json(self) -> dict:
         return dict(vars(self))  # the fields in order; asdict's deep copy took a fifth of a rejected pair's time
@@ -240,14 +262,18 @@ def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
         and abs((rotation + 45) % 90 - 45) <= MAX_TILT_DEG
         and coverage >= MIN_COVERAGE
     )
-    derived = hue = content_overhang = None
+    derived = hue = content_overhang = share = correlation = None
     if verified:  # the geometry holds: now the pixels are worth decoding
         rgb_a, rgb_b = a.rgb, b.rgb  # b mirrored where the fit was: the content boxes are in the fit's frames
         content_a, content_b = content_box(Image.fromarray(rgb_a)), content_box(Image.fromarray(rgb_b))
         content_overhang = min(_overhang(_mapped(transform, content_a, content_b)),
                                _overhang(_mapped(inverse, content_b, content_a)))
-        hue = _hue_disagreement(rgb_a, rgb_b, transform, inverse, scale)
-        verified = content_overhang <= MAX_CONTENT_OVERHANG and (hue is None or hue <= MAX_HUE_DISAGREEMENT)
+        pair = _Aligned.of((rgb_a, a.points, points_a[inlier]), (rgb_b, b.points, points_b[inlier]),
+                           transform, inverse, scale)
+        hue = _hue_disagreement(pair)
+        share, correlation = _object_agreement(pair)
+        verified = (content_overhang <= MAX_CONTENT_OVERHANG and (hue is None or hue <= MAX_HUE_DISAGREEMENT)
+                    and (share is None or share >= MIN_OBJECT_INLIER_SHARE or correlation >= MIN_OBJECT_CORRELATION))
     if verified and _inside(box):
         derived = "b" if _uniform_margin(_gray(rgb_b), box, mirror) else "a"
     elif verified and _inside(box_in_a):
@@ -255,39 +281,91 @@ def _fit(a: Keypoints, b: Keypoints, mirror: bool) -> Verification:
     return Verification(verified, inliers, len(good), round(inliers / len(good), 3), round(coverage, 3),
                         round(rotation, 2), round(scale, 3), mirror, box, box_in_a, derived,
                         round(overhang, 3), None if content_overhang is None else round(content_overhang, 3),
-                        None if hue is None else round(hue, 3))
+                        *(None if value is None else round(value, 3) for value in (hue, share, correlation)))
 
 
-def _hue_disagreement(rgb_a: np.ndarray, rgb_b: np.ndarray, transform: np.ndarray, inverse: np.ndarray,
-                      scale: float) -> float | None:
+@dataclass
+class _Aligned:
+    """A pair whose geometry holds, in the frame of the image that shows the picture smaller (so
+    that neither is judged on detail the other lacks): that image (`fixed`), the other warped onto
+    it (`moved`), where the other covers it (`inside`), where both show something in front of a
+    smooth backdrop (`objects`, see BACKDROP_SHARE: nowhere unless one is a studio shot), and the
+    features of each and the inliers, as points of the fixed frame."""
+
+    fixed: np.ndarray
+    moved: np.ndarray
+    inside: np.ndarray
+    objects: np.ndarray
+    fixed_points: np.ndarray
+    moved_points: np.ndarray
+    inliers: np.ndarray
+
+    @classmethod
+    def of(cls, a: tuple[np.ndarray, np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray, np.ndarray],
+           transform: np.ndarray, inverse: np.ndarray, scale: float) -> _Aligned:
+        """a, b: each image's pixels, features and inliers (points of its own frame)."""
+        if scale >= 1:  # B shows the picture larger: B into A
+            (fixed_rgb, fixed_points, inliers), (moving_rgb, moving_points, _), warp = a, b, inverse
+        else:
+            (fixed_rgb, fixed_points, inliers), (moving_rgb, moving_points, _), warp = b, a, transform
+        height, width = fixed_rgb.shape[:2]
+        moved = cv2.warpAffine(moving_rgb, warp, (width, height), flags=cv2.INTER_AREA)
+        inside = cv2.warpAffine(np.ones(moving_rgb.shape[:2], np.uint8), warp, (width, height),
+                                flags=cv2.INTER_NEAREST)
+        inside = cv2.erode(inside, np.ones((7, 7), np.uint8)) > 0  # off the resampled edge
+        terms = _quadratic_terms(height, width)
+        (backdrop_fixed, front_fixed), (backdrop_moved, front_moved) = (_foreground(rgb, inside, terms)
+                                                                        for rgb in (fixed_rgb, moved))
+        if max(backdrop_fixed, backdrop_moved) >= BACKDROP_SHARE:
+            objects = front_fixed & front_moved
+        else:
+            objects = np.zeros_like(inside)
+        return cls(fixed_rgb, moved, inside, objects, fixed_points, moving_points @ warp[:, :2].T + warp[:, 2],
+                   inliers)
+
+
+def _hue_disagreement(pair: _Aligned) -> float | None:
     """Of the pixels both images colour where they overlap, the share whose hues differ by more than
-    HUE_TOLERANCE_DEG; None when too few pixels are coloured in both (a greyscale copy). Compared in
-    the frame of the image that shows the picture smaller, so that neither is judged on detail the
-    other lacks."""
-    if scale >= 1:  # B shows the picture larger: B into A
-        fixed, moving, warp = rgb_a, rgb_b, inverse
-    else:
-        fixed, moving, warp = rgb_b, rgb_a, transform
-    height, width = fixed.shape[:2]
-    moved = cv2.warpAffine(moving, warp, (width, height), flags=cv2.INTER_AREA)
-    inside = cv2.warpAffine(np.ones(moving.shape[:2], np.uint8), warp, (width, height), flags=cv2.INTER_NEAREST)
-    inside = cv2.erode(inside, np.ones((7, 7), np.uint8)) > 0  # off the resampled edge
-    hue_fixed, coloured_fixed = _hue_and_colour(fixed)
-    hue_moved, coloured_moved = _hue_and_colour(moved)
-    both = inside & coloured_fixed & coloured_moved
-    enough = MIN_COLOURED * max(int(inside.sum()), 1)
+    HUE_TOLERANCE_DEG; None when too few pixels are coloured in both (a greyscale copy)."""
+    hue_fixed, coloured_fixed = _hue_and_colour(pair.fixed)
+    hue_moved, coloured_moved = _hue_and_colour(pair.moved)
+    both = pair.inside & coloured_fixed & coloured_moved
+    enough = MIN_COLOURED * max(int(pair.inside.sum()), 1)
     if both.sum() < enough:
         return None
     difference = np.abs(hue_fixed - hue_moved)
     disagree = np.minimum(difference, 256 - difference) * 360 / 256 > HUE_TOLERANCE_DEG  # hue is circular
     overall = float(disagree[both].mean())
-    terms = _quadratic_terms(height, width)
-    objects = both & _foreground(fixed, inside, terms)
-    if objects.sum() >= enough:  # the second backdrop fit only where the first found an object
-        objects &= _foreground(moved, inside, terms)
+    objects = both & pair.objects
     if objects.sum() < enough:  # not two studio shots, or no coloured object in both
         return overall
     return max(overall, float(disagree[objects].mean()))
+
+
+def _object_agreement(pair: _Aligned) -> tuple[float | None, float | None]:
+    """Where both studio shots show an object (see MIN_OBJECT_INLIER_SHARE): the share of the
+    features there that are inliers (of the image with fewer; the outline's features taken in by
+    a few pixels), and the grey levels' normalised correlation (the outline left out by a few
+    pixels: a slight misalignment there says nothing). (None, None) when not two studio shots or
+    their objects share too few pixels."""
+    core = cv2.erode(pair.objects.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if core.sum() <= MIN_OBJECT_PIXELS:
+        return None, None
+    height, width = pair.objects.shape
+    near = (cv2.dilate(pair.objects.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & pair.inside
+
+    def on_object(points: np.ndarray) -> int:
+        x, y = np.round(points).astype(int).T
+        within = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        return int(near[y[within], x[within]].sum())
+
+    features = min(on_object(pair.fixed_points), on_object(pair.moved_points))
+    share = on_object(pair.inliers) / max(features, 1)
+    fixed, moved = (cv2.GaussianBlur(_gray(rgb).astype(np.float32), (0, 0), OBJECT_BLUR)[core]
+                    for rgb in (pair.fixed, pair.moved))
+    fixed, moved = fixed - fixed.mean(), moved - moved.mean()
+    spread = math.sqrt(float((fixed * fixed).sum() * (moved * moved).sum()))
+    return share, float((fixed * moved).sum()) / (spread + 1e-6)
 
 
 def _quadratic_terms(height: int, width: int) -> np.ndarray:
@@ -297,9 +375,9 @@ def _quadratic_terms(height: int, width: int) -> np.ndarray:
     return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
 
 
-def _foreground(rgb: np.ndarray, inside: np.ndarray, terms: np.ndarray) -> np.ndarray:
-    """Where `rgb` shows something in front of a smooth backdrop (see BACKDROP_SHARE); nowhere when
-    no smooth backdrop explains most of `inside`. The backdrop is a quadratic colour surface (over
+def _foreground(rgb: np.ndarray, inside: np.ndarray, terms: np.ndarray) -> tuple[float, np.ndarray]:
+    """The share of `inside` that a smooth backdrop explains (see BACKDROP_SHARE), and where `rgb`
+    shows something in front of it. The backdrop is a quadratic colour surface (over
     `terms`, _quadratic_terms) fitted to `inside`, refitted to the pixels it explains best (a studio
     backdrop's gradient and light fall-off are smooth; the object is not part of it)."""
     smooth = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 2.0)
@@ -307,7 +385,7 @@ def _foreground(rgb: np.ndarray, inside: np.ndarray, terms: np.ndarray) -> np.nd
     sample[::3, ::3] = True  # every third pixel each way: the surface is smooth
     sample &= inside
     if not sample.any():
-        return sample
+        return 0.0, sample
     terms_sample, colours = terms[sample], smooth[sample]
     fit = np.ones(len(colours), dtype=bool)
     for _ in range(4):  # least squares by the normal equations (6 terms); lstsq copes with a thin overlap
@@ -316,10 +394,9 @@ def _foreground(rgb: np.ndarray, inside: np.ndarray, terms: np.ndarray) -> np.nd
         residual = np.linalg.norm(colours - terms_sample @ coefficients, axis=1)
         fit = residual <= max(float(np.median(residual)), BACKDROP_DISTANCE / 2)
     distance = np.linalg.norm(smooth - terms @ coefficients, axis=-1)
-    if (distance[inside] < BACKDROP_DISTANCE).mean() < BACKDROP_SHARE:
-        return np.zeros_like(inside)
     front = (distance > FOREGROUND_DISTANCE).astype(np.uint8)
-    return (cv2.morphologyEx(front, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0) & inside
+    return (float((distance[inside] < BACKDROP_DISTANCE).mean()),
+            (cv2.morphologyEx(front, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0) & inside)
 
 
 def _hue_and_colour(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

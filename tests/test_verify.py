@@ -1,8 +1,10 @@
 """Geometric verification (modules/verify.py). The colour rule (MAX_HUE_DISAGREEMENT): a copy keeps
 its colours; the same shapes in other colours (two products of one studio) are not a copy, even
-where the shared backdrop is most of the picture (BACKDROP_SHARE). The overhang rules (MAX_OVERHANG,
-MAX_CONTENT_OVERHANG): a copy's picture lies within its source's or around it, also when a border
-leaves room around it."""
+where the shared backdrop is most of the picture (BACKDROP_SHARE). The object rule
+(MIN_OBJECT_INLIER_SHARE, MIN_OBJECT_CORRELATION): two different objects of one colour in one studio
+are not a copy either, also where the backdrop explains less than BACKDROP_SHARE of one of them. The
+overhang rules (MAX_OVERHANG, MAX_CONTENT_OVERHANG): a copy's picture lies within its source's or
+around it, also when a border leaves room around it."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import skimage.data
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from deeplens.modules.images import DEFAULT_MAX_PIXELS
-from deeplens.modules.verify import (FAST_THRESHOLD, MAX_CONTENT_OVERHANG, MAX_HUE_DISAGREEMENT, MAX_OVERHANG,
-                                      MIN_INLIERS, ORB_FEATURES, Keypoints, verify)
+from deeplens.modules.verify import (BACKDROP_SHARE, FAST_THRESHOLD, MAX_CONTENT_OVERHANG, MAX_HUE_DISAGREEMENT,
+                                      MAX_OVERHANG, MIN_INLIERS, MIN_OBJECT_CORRELATION, MIN_OBJECT_INLIER_SHARE,
+                                      ORB_FEATURES, Keypoints, _foreground, _quadratic_terms, verify)
 
 
 def keypoints(image: Image.Image) -> Keypoints:
@@ -52,12 +55,33 @@ def test_a_greyscale_copy_has_no_colours_to_compare():
     assert result.verified and result.hue_disagreement is None, result
 
 
-def studio_shot(product: Image.Image) -> Image.Image:
-    """`product` in the middle of a pink backdrop that lightens towards the floor."""
+def backdrop() -> Image.Image:
+    """A pink studio backdrop that lightens towards the floor."""
     rows = np.linspace(0, 1, 256)[:, None, None]
-    backdrop = (np.array([225, 185, 215]) * (1 - rows) + np.array([245, 215, 240]) * rows) * np.ones((1, 256, 1))
-    shot = Image.fromarray(backdrop.astype(np.uint8))
+    colours = (np.array([225, 185, 215]) * (1 - rows) + np.array([245, 215, 240]) * rows) * np.ones((1, 256, 1))
+    return Image.fromarray(colours.astype(np.uint8))
+
+
+def studio_shot(product: Image.Image) -> Image.Image:
+    """`product` in the middle of the backdrop."""
+    shot = backdrop()
     shot.paste(product, ((256 - product.width) // 2, (256 - product.height) // 2))
+    return shot
+
+
+def green_cylinder(word: str, light: float, label_top: int, handle: bool = False) -> Image.Image:
+    """A green can (a mug with `handle`) on the backdrop, lit at `light` (0 left .. 1 right), with a
+    label printed `word` at `label_top`."""
+    shot = backdrop()
+    draw = ImageDraw.Draw(shot)
+    left, top, right, bottom = 98, 60, 158, 190
+    for x in range(left, right):
+        shade = 0.55 + 0.6 * np.exp(-((x - left) / (right - left) - light) ** 2 / 0.05)
+        draw.line([(x, top), (x, bottom)], fill=tuple(int(min(255, c * shade)) for c in (40, 140, 70)))
+    if handle:
+        draw.arc((138, 90, 188, 150), -90, 90, fill=(40, 140, 70), width=8)
+    draw.rectangle((104, label_top, 152, label_top + 24), fill=(235, 235, 220))
+    draw.text((108, label_top + 4), word, fill=(30, 30, 30), font=ImageFont.load_default(14))
     return shot
 
 
@@ -73,6 +97,51 @@ def test_two_products_on_one_backdrop_differ_in_colour_where_the_product_is():
     other = verify(source, keypoints(studio_shot(turn_hues(product, 120))), mirror=False)
     assert other.inliers >= MIN_INLIERS and other.coverage > 0.05  # the geometry alone would say copy
     assert not other.verified and other.hue_disagreement > MAX_HUE_DISAGREEMENT, other
+
+
+def test_a_mug_of_the_colour_of_a_can_on_one_backdrop_is_not_its_copy():
+    can = green_cylinder("mira", light=0.3, label_top=110)
+    source = keypoints(can)
+    with_sticker = can.copy()  # an overlay on the backdrop: more object in the copy, the can itself unchanged
+    ImageDraw.Draw(with_sticker).ellipse((30, 150, 80, 200), fill=(250, 200, 40))
+    for copy in (can.crop((20, 16, 240, 244)), can.convert("L"), with_sticker):
+        result = verify(source, keypoints(copy), mirror=False)
+        assert result.verified, result
+        assert result.object_inlier_share >= MIN_OBJECT_INLIER_SHARE, result
+        assert result.object_correlation >= MIN_OBJECT_CORRELATION, result
+
+    # Another product of one shape and colour, lit and labelled otherwise: the geometry, the frames
+    # and the hues all pass; the print and shading of the object do not.
+    mug = verify(source, keypoints(green_cylinder("Kelpie", light=0.7, label_top=126, handle=True)), mirror=False)
+    assert mug.inliers >= MIN_INLIERS and mug.content_overhang <= MAX_CONTENT_OVERHANG, mug
+    assert mug.hue_disagreement <= MAX_HUE_DISAGREEMENT, mug
+    assert not mug.verified, mug
+    assert mug.object_inlier_share < MIN_OBJECT_INLIER_SHARE and mug.object_correlation < MIN_OBJECT_CORRELATION, mug
+
+    # A prop on the backdrop (a yellow ball): the backdrop explains less than BACKDROP_SHARE of that
+    # shot, the can's shot is still one studio shot, and that is enough for the object rule: the can
+    # with the prop stays its copy, the mug with the prop does not.
+    def with_prop(shot: Image.Image) -> Image.Image:
+        shot = shot.copy()
+        ImageDraw.Draw(shot).ellipse((170, -20, 300, 110), fill=(250, 200, 40))
+        return shot
+
+    assert backdrop_share(can) >= BACKDROP_SHARE > backdrop_share(with_prop(can))
+    copy = verify(source, keypoints(with_prop(can)), mirror=False)
+    assert copy.verified and copy.object_inlier_share >= MIN_OBJECT_INLIER_SHARE, copy
+    mug_shot = green_cylinder("Kelpie", light=0.7, label_top=126, handle=True)
+    mug = verify(source, keypoints(with_prop(mug_shot)), mirror=False)
+    assert mug.inliers >= MIN_INLIERS and mug.content_overhang <= MAX_CONTENT_OVERHANG, mug
+    assert mug.hue_disagreement <= MAX_HUE_DISAGREEMENT, mug
+    assert not mug.verified, mug
+    assert mug.object_inlier_share < MIN_OBJECT_INLIER_SHARE and mug.object_correlation < MIN_OBJECT_CORRELATION, mug
+
+
+def backdrop_share(shot: Image.Image) -> float:
+    """The share of the picture that a smooth backdrop explains, as verification measures it."""
+    rgb = keypoints(shot).rgb
+    height, width = rgb.shape[:2]
+    return _foreground(rgb, np.ones((height, width), dtype=bool), _quadratic_terms(height, width))[0]
 
 
 def test_another_shot_of_the_scene_is_not_a_copy_of_a_bordered_copy():

@@ -484,6 +484,10 @@ def explain(
     if verification.get("hue_disagreement") is not None:  # a copy keeps its colours (modules/verify.py)
         summary += (f"; once aligned, their hues differ on {verification['hue_disagreement']:.0%} of the pixels "
                     "coloured in both")
+    if verification.get("object_inlier_share") is not None:  # two studio shots: one object? (modules/verify.py)
+        summary += (f"; where both show an object in front of the backdrop, {verification['object_inlier_share']:.0%} "
+                    "of the features there fit the transform and the grey levels there correlate at "
+                    f"{verification['object_correlation']:.2f}")
     if verification["verified"]:
         return Explanation("derived", evidence, [*reasons, f"verified: {summary}"])
     return Explanation("similar", evidence, [*reasons, f"not verified: {summary}; it looks alike but is not a copy"])
