@@ -6,7 +6,9 @@ them, byte copies, photo-like JPEGs: bench.query_latency.write_real_images), top
 SYNTHETIC objects inserted with their own vectors (bench.query_latency.SyntheticMaker: random unit
 `semantic` vectors, uniform random pHashes, ~3% exact and ~5% near copies, no thumbnails). The
 output flags them. One build makes every size: the data dir of each size is copied when the
-collection reaches it, so `--keep DIR` builds once and later runs reuse DIR/<size>.
+collection reaches it (the largest keeps the build's own), so `--keep DIR` builds once and later
+runs reuse DIR/<size>. `--skip-vector-index` builds without Weaviate's vector indexes
+(create_unindexed): 1M images in ~35 min, for `duplicates --near`, which queries no index.
 
 At each size: the old method (one pHash nearVector and one semantic nearObject per image) where
 the size is at most --old-max, the new one always, time per phase, queries per image, CPU seconds
@@ -18,11 +20,13 @@ of each process, peak RSS, machine load; and at the smallest size the agreement 
     .venv/bin/python -m bench.grouping_scale                                  # 10k and 100k
     .venv/bin/python -m bench.grouping_scale --keep /tmp/grouping-scale       # build once, reuse
     .venv/bin/python -m bench.grouping_scale --quick                          # 2000 images (make bench-quick)
+    .venv/bin/python -m bench.grouping_scale --keep /tmp/gs1m --sizes 1000000 --skip-vector-index --memory-sizes 0
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -33,7 +37,7 @@ import time
 from pathlib import Path
 
 from bench.neardup.run import PrivateStack, log
-from bench.procstats import proc_status, stack_pids
+from bench.procstats import disk_mb, proc_status, stack_pids
 from bench.query_latency import CpuMeter, SyntheticMaker, insert_synthetic, machine_load, write_real_images
 
 REAL_LOCATION = "real"
@@ -54,9 +58,10 @@ def connect_to(stack: PrivateStack):
     return client, WeaviateBackend(client, modules), modules
 
 
-def build(root: Path, sizes: list[int], real: int) -> None:
+def build(root: Path, sizes: list[int], real: int, skip_index: bool = False) -> None:
     """Every size's data dir under root, in one pass: real scan, then synthetic inserts. An
-    interrupted build (root/building) goes on where it stopped."""
+    interrupted build (root/building) goes on where it stopped. root/build.json keeps each size's
+    insert rate and CPU."""
     from deeplens.schema.weaviate import SEMANTIC_VECTOR, apply_schema
 
     work = root / "building"
@@ -64,11 +69,15 @@ def build(root: Path, sizes: list[int], real: int) -> None:
     photos = root / "photos"
     if not photos.exists():
         write_real_images(photos, real)
+    stats_file = root / "build.json"
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     stack = PrivateStack(work)
     stack("up")
     try:
         client, backend, modules = connect_to(stack)
         if not resumed:
+            if skip_index:
+                create_unindexed(client)
             apply_schema(client, stack.env["DEEPLENS_MODULES_URL"])
             stack("storage", "add", REAL_LOCATION, str(photos))
             started = time.perf_counter()
@@ -84,18 +93,42 @@ def build(root: Path, sizes: list[int], real: int) -> None:
             have = collection.aggregate.over_all(total_count=True).total_count
             with CpuMeter(stack_pids(work) | {"benchmark": os.getpid()}) as meter:
                 insert_synthetic(collection, maker, size - have)
+            stats[str(size)] = {"inserted": size - have, **meter.summary(), "load": machine_load(),
+                                "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                                "vector_indexes": "skipped" if skip_index else "hnsw"}
+            stats_file.write_text(json.dumps(stats, indent=2))
             log(f"{size}: inserted {size - have} synthetic objects, {meter.summary()}")
             client.close()
             stack("down")
+            if size == sizes[-1]:
+                break
             shutil.copytree(work, root / str(size))
             (root / str(size) / "weaviate-ports.json").unlink()  # internal ports picked anew where it runs
             stack("up")
             client, backend, modules = connect_to(stack)
             collection = backend.collection
-        client.close()
     finally:
         stack("down")
-    shutil.rmtree(work)
+    (work / "weaviate-ports.json").unlink()
+    work.rename(root / str(sizes[-1]))  # the largest size keeps the build's data dir (a copy at 1M is ~10 GB)
+
+
+def create_unindexed(client) -> None:
+    """DeepLensImage as apply_schema makes it with precomputed vectors, but with Weaviate's vector
+    indexes skipped (`skip: true`): an insert then costs Weaviate no HNSW work, most of its CPU with
+    1280-d vectors (1.0 ms per object up to 1M, against 4.6 ms with the indexes already at 10k), so a
+    1M collection builds in reach of 2 cores. `duplicates --near` reads the vectors over the cursor
+    and queries no index, so it runs on it as on an indexed one; search cannot."""
+    import weaviate.classes as wvc
+
+    from deeplens.schema.models import ImageRecord
+    from deeplens.schema.weaviate import IMAGE_COLLECTION, image_vectors, properties_of
+
+    vectors = image_vectors("", mode="precomputed")
+    for vector in vectors:
+        vector.vectorIndexConfig = wvc.config.Configure.VectorIndex.none().model_copy(
+            update={"distance": vector.vectorIndexConfig.distance})
+    client.collections.create(IMAGE_COLLECTION, properties=properties_of(ImageRecord), vector_config=vectors)
 
 
 def old_grouping(ref: str):
@@ -219,6 +252,7 @@ def measure(root: Path, size: int, args) -> dict:
             log(f"{size}: agreement {row['agreement']}")
         row["load"] = machine_load()
         row["rss"] = {name: proc_status(pid).get("VmHWM", float("nan")) for name, pid in pids.items()}
+        row["weaviate_disk_mb"] = disk_mb(root / str(size) / "weaviate")  # Settings.weaviate_data_path
         client.close()
         modules.close()
         return row
@@ -272,6 +306,9 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=300, help="real JPEGs scanned with `deeplens scan`")
     parser.add_argument("--keep", type=Path, help="build the collections here once and reuse them")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--skip-vector-index", action="store_true",
+                        help="build without Weaviate's vector indexes (create_unindexed), "
+                             "for `duplicates --near` at 1M")
     parser.add_argument("--old-max", type=int, default=10_000, help="largest size at which the old method runs too")
     parser.add_argument("--old-ref", default=OLD_REF, help="git commit of the old method")
     parser.add_argument("--memory-sizes", default="100000,1000000", help="sizes of the in-memory steps alone (0: none)")
@@ -289,16 +326,17 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         missing = [size for size in sizes if not (root / str(size)).exists()]
         if missing:
-            build(root, missing, args.real)
+            build(root, missing, args.real, args.skip_vector_index)
         if args.build_only:
             return
         rows = {size: measure(root, size, args) for size in sizes}
+        builds = json.loads((root / "build.json").read_text()) if (root / "build.json").exists() else {}
     memory = [in_memory(size, args.memory_dims if size <= args.semantic_max else 0)
               for size in (int(s) for s in args.memory_sizes.split(",")) if size]
-    print_report(rows, memory, time.perf_counter() - started)
+    print_report(rows, builds, memory, time.perf_counter() - started)
 
 
-def print_report(rows: dict[int, dict], memory: list[dict], total_s: float) -> None:
+def print_report(rows: dict[int, dict], builds: dict[str, dict], memory: list[dict], total_s: float) -> None:
     print(f"\n### duplicates --near at scale\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
           f"{platform.machine()}; whole run {total_s / 60:.1f} min. Collections: REAL scanned JPEGs plus "
           "SYNTHETIC objects (random vectors and pHashes, ~3% exact and ~5% near copies, no thumbnails).\n")
@@ -324,6 +362,22 @@ def print_report(rows: dict[int, dict], memory: list[dict], total_s: float) -> N
                   f"{cpu.get('benchmark_cpu_s', 0):.0f} | {r['groups']:,} | {row['load']['loadavg1']:.1f}; "
                   f"{row['load'].get('cpu_pressure_avg60', float('nan')):.0f}% | {row['rss'].get('weaviate', float('nan')):.0f} / "
                   f"{row['rss'].get('benchmark', float('nan')):.0f} |")
+    print("\nThe collections: synthetic inserts up to each size (insert_many, 3 requests of 500 in flight), "
+          "and Weaviate's data dir on disk:\n")
+    print("| images | vector indexes | inserted | objects/s | CPU ms per object: weaviate / benchmark "
+          "| load 1 min; CPU pressure avg60 at the end | finished | Weaviate disk MB |")
+    print("|---:|---|---:|---:|---:|---:|---|---:|")
+    for size, row in rows.items():
+        b = builds.get(str(size))
+        if b:
+            per = {name: 1000 * b.get(f"{name}_cpu_s", 0) / max(b["inserted"], 1) for name in ("weaviate", "benchmark")}
+            load = b["load"]
+            print(f"| {size:,} | {b['vector_indexes']} | {b['inserted']:,} | {b['inserted'] / b['wall_s']:.0f} "
+                  f"| {per['weaviate']:.1f} / {per['benchmark']:.1f} | {load['loadavg1']:.1f}; "
+                  f"{load.get('cpu_pressure_avg60', float('nan')):.0f}% | {b['finished']} "
+                  f"| {row['weaviate_disk_mb']:,.0f} |")
+        else:
+            print(f"| {size:,} | (built before build.json) | | | | | | {row['weaviate_disk_mb']:,.0f} |")
     for size, row in rows.items():
         if "agreement" in row:
             print(f"\nAgreement at {size:,} images, old (one pHash and one semantic query per image) vs new (in memory):\n")

@@ -32,3 +32,8 @@ def cpu_seconds(pid: int) -> float:
     except FileNotFoundError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def disk_mb(path: Path) -> float:
+    """What the files under path take on disk (du), in MB."""
+    return sum(f.stat().st_blocks for f in path.rglob("*") if f.is_file()) * 512 / 2**20

@@ -153,6 +153,12 @@ def test_modules_mode_is_refused_where_weaviate_cannot_call_the_module_server(en
 def test_existing_collection_keeps_its_mode(env):
     created = run(env, "schema", "apply").output
     assert "modules vectors: Weaviate has multi2vec-clip and reaches the module server" in created
+    # `semantic` is compressed (8-bit RQ, rescored), `phash` is not (schema/weaviate.py QUANTIZERS).
+    with weaviate_client_of(env) as client:
+        indexes = {name: vector.vector_index_config
+                   for name, vector in client.collections.use(IMAGE_COLLECTION).config.get().vector_config.items()}
+    assert (indexes["semantic"].quantizer.bits, indexes["semantic"].quantizer.rescore_limit) == (8, 20)
+    assert indexes["phash"].quantizer is None
     assert run(env, "schema", "apply", "--vectors", "modules").output.strip() == "Schema is up to date."
     other = run(env, "schema", "apply", "--vectors", "precomputed", ok=False)
     assert other.exit_code == 1 and "exists with modules vectors" in other.output
