@@ -95,10 +95,11 @@ class Engine:
         gray = decoded.image.convert("L")
         box = content_box(gray)
         result = Analysis()
+        content_gray = gray.crop(box)
         if "phash" in features:
-            result.phash_bits = phash.phash_bits(gray.crop(box))
+            result.phash_bits = phash.phash_bits(content_gray)
         if "dihedral" in features:
-            result.dihedral = phash.dihedral_hashes(gray.crop(box))
+            result.dihedral = phash.dihedral_hashes(content_gray)
         if "semantic" in features:
             result.pixels = self.model.preprocess(decoded.image.crop(box))
         if "info" in features:
@@ -113,9 +114,8 @@ class Engine:
             return exc
 
     async def analyse_all(self, images: list[bytes], features: frozenset[str]) -> list[Analysis | BadImage]:
-        """One result per image, in order; a bad image yields its BadImage instead of failing all.
-        In runs (_in_runs): a task per image woke the event loop 32 times per scan request
-        (bench/RESULTS.md, issue 16's fourth pass)."""
+        """One result per image, in order, in runs (_in_runs); a bad image yields its BadImage
+        instead of failing all."""
         return await self._in_runs(lambda data: self._analyse_or_bad(data, features), images)
 
     async def verify_all(self, images: list[bytes | BadImage], pairs: list[tuple[int, int]],

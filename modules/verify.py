@@ -127,7 +127,8 @@ class Verification:
     # MAX_HUE_DISAGREEMENT); None where the geometry failed or one image has too little colour.
     hue_disagreement: float | None = None
     # Studio shots (see MIN_OBJECT_INLIER_SHARE), where both show the object: the share of the
-    # features that are inliers, and the grey-level correlation; None when not two studio shots.
+    # features that are inliers, and the grey-level correlation; None unless one of the two is a
+    # studio shot and both show the object (MIN_OBJECT_PIXELS).
     object_inlier_share: float | None = None
     object_correlation: float | None = None
 
@@ -337,17 +338,18 @@ def _hue_disagreement(pair: _Aligned) -> float | None:
     disagree = np.minimum(difference, 256 - difference) * 360 / 256 > HUE_TOLERANCE_DEG  # hue is circular
     overall = float(disagree[both].mean())
     objects = both & pair.objects
-    if objects.sum() < enough:  # not two studio shots, or no coloured object in both
+    if objects.sum() < enough:  # neither a studio shot, or no coloured object in both
         return overall
     return max(overall, float(disagree[objects].mean()))
 
 
 def _object_agreement(pair: _Aligned) -> tuple[float | None, float | None]:
-    """Where both studio shots show an object (see MIN_OBJECT_INLIER_SHARE): the share of the
+    """Where both show an object in front of the backdrop, one of them a studio shot (see
+    MIN_OBJECT_INLIER_SHARE): the share of the
     features there that are inliers (of the image with fewer; the outline's features taken in by
     a few pixels), and the grey levels' normalised correlation (the outline left out by a few
-    pixels: a slight misalignment there says nothing). (None, None) when not two studio shots or
-    their objects share too few pixels."""
+    pixels: a slight misalignment there says nothing). (None, None) when neither is a studio shot
+    or their objects share too few pixels."""
     core = cv2.erode(pair.objects.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if core.sum() <= MIN_OBJECT_PIXELS:
         return None, None
@@ -360,7 +362,8 @@ def _object_agreement(pair: _Aligned) -> tuple[float | None, float | None]:
         return int(near[y[within], x[within]].sum())
 
     features = min(on_object(pair.fixed_points), on_object(pair.moved_points))
-    share = on_object(pair.inliers) / max(features, 1)
+    # At most 1: without a cross-check two inliers can share a feature on the side with fewer.
+    share = min(1.0, on_object(pair.inliers) / max(features, 1))
     fixed, moved = (cv2.GaussianBlur(_gray(rgb).astype(np.float32), (0, 0), OBJECT_BLUR)[core]
                     for rgb in (pair.fixed, pair.moved))
     fixed, moved = fixed - fixed.mean(), moved - moved.mean()

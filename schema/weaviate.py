@@ -1,7 +1,8 @@
 """Weaviate collections generated from the data model, and `schema apply`.
 
 DeepLensImage: every ImageRecord field as a property; named vectors `semantic` (cosine, HNSW over
-8-bit RQ codes, see QUANTIZERS) and `phash` (hamming, uncompressed). Two vector modes, with the
+8-bit RQ codes, see QUANTIZERS; a collection made before keeps its uncompressed index, as schema
+apply changes no existing vector config) and `phash` (hamming, uncompressed). Two vector modes, with the
 same properties and named vectors:
 - `modules`: both computed by Weaviate's multi2vec-clip module from the `thumbnail` blob, each
   pointed at its own prefix of the DeepLens module server with `inferenceUrl`, so GraphQL

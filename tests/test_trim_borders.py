@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from deeplens.connectors.extract import THUMBNAIL_SIZE
+from deeplens.connectors.extract import THUMBNAIL_QUALITY, THUMBNAIL_SIZE
 from deeplens.modules.images import (
     BORDER_MAX_SHARE, BORDER_MAX_STD, CHROME_CONTRAST, CHROME_PAD, CHROME_SHARE, CHROME_ZONE, content_box,
     line_statistics, open_image,
@@ -51,7 +51,7 @@ def per_line_content_box(image: Image.Image) -> tuple[int, int, int, int]:
 
 
 def scan_thumbnail(image: Image.Image) -> Image.Image:
-    """The thumbnail connectors/extract.py trims for has_border, and its JPEG as the module server decodes it."""
+    """The thumbnail connectors/extract.py trims for has_border."""
     thumb = open_image(jpeg_bytes(image), draft_to=THUMBNAIL_SIZE, fit=True).image
     thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     return thumb
@@ -92,7 +92,7 @@ def test_boxes_equal_the_per_line_code():
     frames = [framed(rng, index) for index in range(100)]
     images = photos + edits + frames + odd_images()
     thumbnails = [scan_thumbnail(image) for image in photos + edits[::3] + frames[:40]]
-    module_views = [Image.open(io.BytesIO(jpeg_bytes(thumb, 90))).convert("RGB") for thumb in thumbnails[::4]]
+    module_views = [Image.open(io.BytesIO(jpeg_bytes(thumb, THUMBNAIL_QUALITY))).convert("RGB") for thumb in thumbnails[::4]]
     checked = images + thumbnails + module_views
     trimmed = 0
     for index, image in enumerate(checked):

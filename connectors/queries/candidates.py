@@ -79,11 +79,9 @@ def _band_matches(queries: np.ndarray, table: np.ndarray, layout: list[tuple[int
             keys = (_band(queries[start:start + CHUNK], shift, width)[:, None] ^ patterns[None, :]).ravel()
             hit = np.flatnonzero(occupied[keys])
             key = keys[hit]
-            found = bounds[key + 1] - bounds[key]
-            query = np.repeat(start + hit // len(patterns), found)
-            # positions in `order`: each hit key's run of table entries, one after the other
-            first = np.repeat(bounds[key] - (np.cumsum(found) - found), found)
-            other = order[first + np.arange(len(query))]
+            # each hit key's run of table entries in `order`, one after the other
+            span, position = _spans(bounds[key], bounds[key + 1] - bounds[key])
+            query, other = start + hit[span] // len(patterns), order[position]
             kept = keep(query, other)  # before the gathers below (phash_pairs drops half the pairs here)
             query, other = query[kept], other[kept]
             differ = queries[query] ^ table[other]
@@ -218,8 +216,9 @@ def semantic_neighbours(vectors: np.ndarray, max_distance: float,
         queries = askers[asked[cell]:asked[cell + 1]]
         if len(members) == 0 or len(queries) == 0:
             continue
-        for start in range(0, len(queries), max(1, CELL_BLOCK // len(members))):
-            asking = queries[start:start + max(1, CELL_BLOCK // len(members))]
+        step = max(1, CELL_BLOCK // len(members))
+        for start in range(0, len(queries), step):
+            asking = queries[start:start + step]
             similarity = units[asking] @ units[members].T
             similarity[asking[:, None] == members[None, :]] = -np.inf  # not itself: infinitely far
             row, column = np.nonzero(similarity >= 1 - max_distance)
@@ -238,6 +237,8 @@ def _nearest_in_row(distance: np.ndarray, row: np.ndarray, column: np.ndarray,
     nearest, ties by the lower column (the lower image index: a cell lists its members by index),
     as nearest_first orders them. A thousand identical images (blank pages) would otherwise be a
     million hits in one cell."""
+    if limit == 0:
+        return row[:0], column[:0]
     rows = len(distance)
     per_row = np.bincount(row, minlength=rows)
     crowded = np.flatnonzero(per_row > limit)
@@ -245,7 +246,7 @@ def _nearest_in_row(distance: np.ndarray, row: np.ndarray, column: np.ndarray,
         return row, column
     # Each crowded row's limit-th smallest distance: below it every hit, at it the first columns.
     threshold = np.full(rows, np.inf, dtype=distance.dtype)
-    threshold[crowded] = np.partition(distance[crowded], limit - 1, axis=1)[:, limit - 1] if limit else -np.inf
+    threshold[crowded] = np.partition(distance[crowded], limit - 1, axis=1)[:, limit - 1]
     value = distance[row, column]
     below, tied = value < threshold[row], value == threshold[row]
     tied_per_row = np.bincount(row[tied], minlength=rows)

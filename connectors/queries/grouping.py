@@ -359,8 +359,9 @@ def _verify(backend: Backend, modules: ModulesClient, candidates: dict[tuple[str
 
     def batch(chunk: list[tuple[str, str]]) -> list:
         thumbnails = thumbnails_kept.get(list({uuid for pair in chunk for uuid in pair}))
-        missing = [pair for pair in chunk if not (thumbnails.get(pair[0]) and thumbnails.get(pair[1]))]
-        ready = [pair for pair in chunk if pair not in missing]
+        readable = {pair: bool(thumbnails.get(pair[0]) and thumbnails.get(pair[1])) for pair in chunk}
+        missing = [pair for pair in chunk if not readable[pair]]
+        ready = [pair for pair in chunk if readable[pair]]
         ids = list({uuid for pair in ready for uuid in pair})
         index = {uuid: i for i, uuid in enumerate(ids)}
         try:
@@ -484,7 +485,7 @@ def explain(
     if verification.get("hue_disagreement") is not None:  # a copy keeps its colours (modules/verify.py)
         summary += (f"; once aligned, their hues differ on {verification['hue_disagreement']:.0%} of the pixels "
                     "coloured in both")
-    if verification.get("object_inlier_share") is not None:  # two studio shots: one object? (modules/verify.py)
+    if verification.get("object_inlier_share") is not None:  # a studio shot: one object? (modules/verify.py)
         summary += (f"; where both show an object in front of the backdrop, {verification['object_inlier_share']:.0%} "
                     "of the features there fit the transform and the grey levels there correlate at "
                     f"{verification['object_correlation']:.2f}")
