@@ -38,18 +38,19 @@ CENTRES = 500
 
 
 def vector_config(compression: str) -> list:
+    """The precomputed named vectors as schema/weaviate.py makes them, `semantic` compressed as asked."""
     import weaviate.classes as wvc
 
-    from deeplens.schema.weaviate import DISTANCES, PHASH_VECTOR, SEMANTIC_VECTOR
+    from deeplens.schema.weaviate import DISTANCES, SEMANTIC_VECTOR, image_vectors
 
-    out = []
-    for name in (SEMANTIC_VECTOR, PHASH_VECTOR):
-        quantizer = None
-        if name == SEMANTIC_VECTOR and compression != "none":
-            quantizer = wvc.config.Configure.VectorIndex.Quantizer.rq(bits=int(compression.removeprefix("rq")))
-        index = wvc.config.Configure.VectorIndex.hnsw(distance_metric=DISTANCES[name], quantizer=quantizer)
-        out.append(wvc.config.Configure.Vectors.self_provided(name=name, vector_index_config=index))
-    return out
+    quantizer = None if compression == "none" else \
+        wvc.config.Configure.VectorIndex.Quantizer.rq(bits=int(compression.removeprefix("rq")))
+    vectors = image_vectors("", mode="precomputed")
+    for vector in vectors:
+        if vector.name == SEMANTIC_VECTOR:
+            vector.vectorIndexConfig = wvc.config.Configure.VectorIndex.hnsw(
+                distance_metric=DISTANCES[SEMANTIC_VECTOR], quantizer=quantizer)
+    return vectors
 
 
 def clustered(maker: SyntheticMaker):

@@ -95,7 +95,7 @@ class Engine:
         gray = decoded.image.convert("L")
         box = content_box(gray)
         result = Analysis()
-        content_gray = gray.crop(box)
+        content_gray = gray.crop(box) if features & {"phash", "dihedral"} else None
         if "phash" in features:
             result.phash_bits = phash.phash_bits(content_gray)
         if "dihedral" in features:

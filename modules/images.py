@@ -251,7 +251,8 @@ def line_statistics(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _medians(lines: np.ndarray) -> np.ndarray:
     """np.median of each row of whole grey levels in float32: the middle value, or the mean of the
-    two middle ones (exact: their sum is a whole number below 2**24)."""
+    two middle ones (exact: their sum is a whole number below 2**24). One sort: np.median(axis=1)
+    took 13.8 us for two 256-value rows against 3.1 here, and it runs twice per trim."""
     ordered = np.sort(lines, axis=1)
     middle = lines.shape[1] // 2
     if lines.shape[1] % 2:

@@ -164,7 +164,7 @@ def _onnx_tower(build: Callable[[], torch.nn.Module], example: torch.Tensor, inp
     weights file's (in memory without one: untrained weights have no file)."""
     from deeplens.modules.onnx_runtime import OnnxTower, cached_export_path, exported_tower
 
-    cache_path = cached_export_path(cache_dir, tower_name, digest) if cache_dir and digest else None
+    cache_path = cached_export_path(cache_dir, tower_name, digest) if digest else None  # _digest: None without a cache dir
     return OnnxTower(exported_tower(build, example, input_name, cache_path), torch.get_num_threads())
 
 

@@ -31,6 +31,7 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
+from functools import lru_cache
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -345,11 +346,10 @@ def _hue_disagreement(pair: _Aligned) -> float | None:
 
 def _object_agreement(pair: _Aligned) -> tuple[float | None, float | None]:
     """Where both show an object in front of the backdrop, one of them a studio shot (see
-    MIN_OBJECT_INLIER_SHARE): the share of the
-    features there that are inliers (of the image with fewer; the outline's features taken in by
-    a few pixels), and the grey levels' normalised correlation (the outline left out by a few
-    pixels: a slight misalignment there says nothing). (None, None) when neither is a studio shot
-    or their objects share too few pixels."""
+    MIN_OBJECT_INLIER_SHARE): the share of the features there that are inliers (of the image with
+    fewer; the outline's features taken in by a few pixels), and the grey levels' normalised
+    correlation (the outline left out by a few pixels: a slight misalignment there says nothing).
+    (None, None) when neither is a studio shot or their objects share too few pixels."""
     core = cv2.erode(pair.objects.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if core.sum() <= MIN_OBJECT_PIXELS:
         return None, None
@@ -371,11 +371,15 @@ def _object_agreement(pair: _Aligned) -> tuple[float | None, float | None]:
     return share, float((fixed * moved).sum()) / (spread + 1e-6)
 
 
+@lru_cache(maxsize=32)  # thumbnails come in a few shapes; 1.5 MB of basis per verified pair otherwise
 def _quadratic_terms(height: int, width: int) -> np.ndarray:
-    """1, x, y, x², xy, y² at every pixel (x and y as fractions of the side): a quadratic surface's basis."""
+    """1, x, y, x², xy, y² at every pixel (x and y as fractions of the side): a quadratic surface's
+    basis. Shared between calls, so read-only."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     x, y = x / width, y / height
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+    terms.setflags(write=False)
+    return terms
 
 
 def _foreground(rgb: np.ndarray, inside: np.ndarray, terms: np.ndarray) -> tuple[float, np.ndarray]:

@@ -50,7 +50,8 @@ class Backend(Protocol):
         """(id, MEMBER_FIELDS) of every image in the locations (all when None), over a cursor."""
 
     def images_with_embeddings(self, locations: list[str] | None) -> Iterator[tuple[str, dict, list[float] | None]]:
-        """(id, MEMBER_FIELDS, semantic embedding or None) of every image in the locations, over a cursor."""
+        """(id, MEMBER_FIELDS, semantic embedding or None) of every image in the locations, over a cursor;
+        asked for only where the collection has `semantic` (not hash-only)."""
 
     def exact_copies(self, locations: list[str] | None) -> list[list[tuple[str, dict]]]:
         """(id, MEMBER_FIELDS) of the images of every content hash held more than once, per hash."""

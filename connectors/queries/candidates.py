@@ -31,7 +31,7 @@ KMEANS_ROUNDS = 4  # refinements of the cell centres, on a sample
 KMEANS_SAMPLE = 64  # images per cell in that sample
 BLOCK = 4096  # images whose nearest cells are found at once
 MOST_FLIPS = 2  # bits flipped per band lookup: 3 bands of 21-22 bits for max_distance 8
-TURNED_BANDS = 4  # 16-bit bands, as grouping.turned_copies
+TURNED_BANDS = 4  # 16-bit bands: a turned copy within 3 bits of its original's variant shares one for sure
 CHUNK = 2048  # hashes looked up at once: bounds the memory of one step (a few MB)
 CELL_BLOCK = 1 << 22  # similarities computed at once in a cell (16 MB): a cell may hold thousands of one picture
 
@@ -222,7 +222,7 @@ def semantic_neighbours(vectors: np.ndarray, max_distance: float,
             similarity = units[asking] @ units[members].T
             similarity[asking[:, None] == members[None, :]] = -np.inf  # not itself: infinitely far
             row, column = np.nonzero(similarity >= 1 - max_distance)
-            distance = 1 - similarity
+            distance = np.subtract(1, similarity, out=similarity)  # in place: blocks are up to CELL_BLOCK
             row, column = _nearest_in_row(distance, row, column, int(limits[asking].max(initial=0)))
             # Each image's nearest in this cell only: a collection of look-alikes puts nearly every
             # pair of a cell within the radius, and each (image, other) pair comes from one cell alone.

@@ -46,7 +46,7 @@ class WeaviateBackend:
             yield uuid, properties
 
     def images_with_embeddings(self, locations: list[str] | None) -> Iterator[tuple[str, dict, list[float] | None]]:
-        return self._cursor(locations, embeddings=not self.hash_only())
+        return self._cursor(locations, embeddings=True)  # asked for only where `semantic` exists (grouping)
 
     def _cursor(self, locations: list[str] | None, embeddings: bool) -> Iterator[tuple[str, dict, list[float] | None]]:
         # Weaviate's cursor takes no filter, and offset paging stops at QUERY_MAXIMUM_RESULTS.
