@@ -9,6 +9,9 @@ output flags them. One build makes every size: the data dir of each size is copi
 collection reaches it (the largest keeps the build's own), so `--keep DIR` builds once and later
 runs reuse DIR/<size>. `--skip-vector-index` builds without Weaviate's vector indexes
 (create_unindexed): 1M images in ~35 min, for `duplicates --near`, which queries no index.
+`--search N` times N `search --image` and N `search --image --near-dup` calls (the whole connector
+path, real photos as queries) on collections built with their indexes; `--skip-grouping` then
+leaves `duplicates --near` out.
 
 At each size: the old method (one pHash nearVector and one semantic nearObject per image) where
 the size is at most --old-max, the new one always, time per phase, queries per image, CPU seconds
@@ -21,6 +24,7 @@ of each process, peak RSS, machine load; and at the smallest size the agreement 
     .venv/bin/python -m bench.grouping_scale --keep /tmp/grouping-scale       # build once, reuse
     .venv/bin/python -m bench.grouping_scale --quick                          # 2000 images (make bench-quick)
     .venv/bin/python -m bench.grouping_scale --keep /tmp/gs1m --sizes 1000000 --skip-vector-index --memory-sizes 0
+    .venv/bin/python -m bench.grouping_scale --keep /tmp/gs1m-hnsw --sizes 1000000 --search 200 --skip-grouping --memory-sizes 0
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -38,10 +43,22 @@ from pathlib import Path
 
 from bench.neardup.run import PrivateStack, log
 from bench.procstats import disk_mb, proc_status, stack_pids
-from bench.query_latency import CpuMeter, SyntheticMaker, insert_synthetic, machine_load, write_real_images
+from bench.query_latency import CpuMeter, SyntheticMaker, insert_synthetic, machine_load, pct, timed, write_real_images
 
 REAL_LOCATION = "real"
 OLD_REF = "40216d2"  # the last commit whose near_duplicates sent two queries per image
+
+
+def stack_in(root: Path, data_dir: Path) -> PrivateStack:
+    """A private stack on data_dir whose module server listens where it did when root's collections
+    were made: each collection's `inferenceUrl` names it, and Weaviate calls it for nearImage."""
+    stack = PrivateStack(data_dir)
+    url_file = root / "modules-url"
+    if url_file.exists():
+        stack.env["DEEPLENS_MODULES_URL"] = url_file.read_text().strip()
+    else:
+        url_file.write_text(stack.env["DEEPLENS_MODULES_URL"])
+    return stack
 
 
 def connect_to(stack: PrivateStack):
@@ -71,7 +88,7 @@ def build(root: Path, sizes: list[int], real: int, skip_index: bool = False) -> 
         write_real_images(photos, real)
     stats_file = root / "build.json"
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
-    stack = PrivateStack(work)
+    stack = stack_in(root, work)
     stack("up")
     try:
         client, backend, modules = connect_to(stack)
@@ -231,7 +248,7 @@ def run_near(grouping, backend, modules, pids: dict[str, int], max_semantic_dist
 def measure(root: Path, size: int, args) -> dict:
     from deeplens.connectors.queries import grouping
 
-    stack = PrivateStack(root / str(size))
+    stack = stack_in(root, root / str(size))
     stack("up")
     try:
         client, backend, modules = connect_to(stack)
@@ -239,6 +256,13 @@ def measure(root: Path, size: int, args) -> dict:
         totals = backend.location_totals()
         images = sum(count for count, _ in totals.values())
         row: dict = {"images": images, "real": totals.get(REAL_LOCATION, (0, 0))[0]}
+        if args.search:
+            row["search"] = time_search(root / "photos", backend, modules, pids, args.search)
+            log(f"{size}: search {row['search']}")
+        if args.skip_grouping:
+            row["rss"] = {name: proc_status(pid).get("VmHWM", float("nan")) for name, pid in pids.items()}
+            row["weaviate_disk_mb"] = disk_mb(root / str(size) / "weaviate")
+            return row
         log(f"{size}: {images} images; new method")
         # Both methods at today's candidate radius: the comparison is of the candidate search.
         radius = grouping.DEFAULT_MAX_SEMANTIC_DISTANCE
@@ -258,6 +282,23 @@ def measure(root: Path, size: int, args) -> dict:
         return row
     finally:
         stack("down")
+
+
+def time_search(photos: Path, backend, modules, pids: dict[str, int], queries: int) -> dict:
+    """Latency of `search --image` and `search --image --near-dup` (connectors.queries.search, as the
+    CLI calls it), one query at a time, on real photos of the collection picked at random. Needs the
+    collection's vector indexes."""
+    from deeplens.connectors.queries.search import search_image
+
+    files = sorted(photos.glob("*.jpg"))
+    rng = random.Random(1)
+    inputs = [files[rng.randrange(len(files))].read_bytes() for _ in range(queries)]
+    out = {}
+    for name, near_dup in (("search --image", False), ("search --image --near-dup", True)):
+        with CpuMeter(pids) as meter:
+            out[name] = pct(timed(lambda data: search_image(backend, modules, data, near_dup=near_dup), inputs))
+        out[name]["cpu"] = meter.summary()
+    return out
 
 
 def in_memory(size: int, dims: int) -> dict:
@@ -309,6 +350,9 @@ def main() -> None:
     parser.add_argument("--skip-vector-index", action="store_true",
                         help="build without Weaviate's vector indexes (create_unindexed), "
                              "for `duplicates --near` at 1M")
+    parser.add_argument("--search", type=int, default=0, metavar="N",
+                        help="time N search --image and N --near-dup queries (collections with vector indexes)")
+    parser.add_argument("--skip-grouping", action="store_true", help="leave duplicates --near out (with --search)")
     parser.add_argument("--old-max", type=int, default=10_000, help="largest size at which the old method runs too")
     parser.add_argument("--old-ref", default=OLD_REF, help="git commit of the old method")
     parser.add_argument("--memory-sizes", default="100000,1000000", help="sizes of the in-memory steps alone (0: none)")
@@ -340,10 +384,11 @@ def print_report(rows: dict[int, dict], builds: dict[str, dict], memory: list[di
     print(f"\n### duplicates --near at scale\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
           f"{platform.machine()}; whole run {total_s / 60:.1f} min. Collections: REAL scanned JPEGs plus "
           "SYNTHETIC objects (random vectors and pHashes, ~3% exact and ~5% near copies, no thumbnails).\n")
-    print("| | method | images (real) | wall s | export | pHash matches | semantic candidates | verification + grouping "
-          "| per-image queries | CPU s: weaviate / modules / benchmark | groups | load 1 min; CPU pressure avg60 "
-          "| peak RSS MB weaviate / benchmark |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if any("new" in row for row in rows.values()):
+        print("| | method | images (real) | wall s | export | pHash matches | semantic candidates | verification + grouping "
+              "| per-image queries | CPU s: weaviate / modules / benchmark | groups | load 1 min; CPU pressure avg60 "
+              "| peak RSS MB weaviate / benchmark |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size, row in rows.items():
         for method in ("old", "new"):
             if method not in row:
@@ -378,6 +423,16 @@ def print_report(rows: dict[int, dict], builds: dict[str, dict], memory: list[di
                   f"| {row['weaviate_disk_mb']:,.0f} |")
         else:
             print(f"| {size:,} | (built before build.json) | | | | | | {row['weaviate_disk_mb']:,.0f} |")
+    searched = {size: row["search"] for size, row in rows.items() if "search" in row}
+    if searched:
+        print("\nSearch latency, one query at a time (ms; real photos as queries), CPU s of the timed queries:\n")
+        print("| images | query | n | p50 | p95 | p99 | CPU s: weaviate / modules / benchmark |\n|---:|---|---:|---:|---:|---:|---:|")
+        for size, kinds in searched.items():
+            for name, t in kinds.items():
+                cpu = t["cpu"]
+                print(f"| {size:,} | {name} | {t['n']} | {t['p50']:.1f} | **{t['p95']:.1f}** | {t['p99']:.1f} "
+                      f"| {cpu.get('weaviate_cpu_s', 0):.1f} / {cpu.get('modules_cpu_s', 0):.1f} / "
+                      f"{cpu.get('benchmark_cpu_s', 0):.1f} |")
     for size, row in rows.items():
         if "agreement" in row:
             print(f"\nAgreement at {size:,} images, old (one pHash and one semantic query per image) vs new (in memory):\n")
