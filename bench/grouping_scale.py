@@ -4,7 +4,8 @@ collections of 10k to 100k images, old method against new.
 Collections: a few hundred REAL JPEGs scanned with `deeplens scan` (the sample photos, edits of
 them, byte copies, photo-like JPEGs: bench.query_latency.write_real_images), topped up with
 SYNTHETIC objects inserted with their own vectors (bench.query_latency.SyntheticMaker: random unit
-`semantic` vectors, uniform random pHashes, ~3% exact and ~5% near copies, no thumbnails). The
+`semantic` vectors, HNSW's worst case, or with `--vectors clustered` vectors around 500 centres,
+like image embeddings; uniform random pHashes, ~3% exact and ~5% near copies, no thumbnails). The
 output flags them. One build makes every size: the data dir of each size is copied when the
 collection reaches it (the largest keeps the build's own), so `--keep DIR` builds once and later
 runs reuse DIR/<size>. `--skip-vector-index` builds without Weaviate's vector indexes
@@ -75,7 +76,7 @@ def connect_to(stack: PrivateStack):
     return client, WeaviateBackend(client, modules), modules
 
 
-def build(root: Path, sizes: list[int], real: int, skip_index: bool = False) -> None:
+def build(root: Path, sizes: list[int], real: int, skip_index: bool = False, clustered: bool = False) -> None:
     """Every size's data dir under root, in one pass: real scan, then synthetic inserts. An
     interrupted build (root/building) goes on where it stopped. root/build.json keeps each size's
     insert rate and CPU."""
@@ -102,7 +103,7 @@ def build(root: Path, sizes: list[int], real: int, skip_index: bool = False) -> 
             log(f"scanned {real} real JPEGs in {time.perf_counter() - started:.0f} s")
         collection = backend.collection
         probe = next(iter(collection.iterator(include_vector=True, return_properties=["location"])))
-        maker = SyntheticMaker(len(probe.vector[SEMANTIC_VECTOR]), seed=8 if resumed else 7)
+        maker = SyntheticMaker(len(probe.vector[SEMANTIC_VECTOR]), seed=8 if resumed else 7, clustered=clustered)
         # Synthetic ids come from the maker's count: a resumed build numbers on, not over, the objects there.
         totals = backend.location_totals()
         maker.count = sum(images for images, _ in totals.values()) - totals.get(REAL_LOCATION, (0, 0))[0]
@@ -112,7 +113,8 @@ def build(root: Path, sizes: list[int], real: int, skip_index: bool = False) -> 
                 insert_synthetic(collection, maker, size - have)
             stats[str(size)] = {"inserted": size - have, **meter.summary(), "load": machine_load(),
                                 "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                                "vector_indexes": "skipped" if skip_index else "hnsw"}
+                                "vector_indexes": "skipped" if skip_index else "hnsw",
+                                "vectors": "clustered" if clustered else "random"}
             stats_file.write_text(json.dumps(stats, indent=2))
             log(f"{size}: inserted {size - have} synthetic objects, {meter.summary()}")
             client.close()
@@ -350,6 +352,9 @@ def main() -> None:
     parser.add_argument("--skip-vector-index", action="store_true",
                         help="build without Weaviate's vector indexes (create_unindexed), "
                              "for `duplicates --near` at 1M")
+    parser.add_argument("--vectors", choices=("random", "clustered"), default="random",
+                        help="synthetic `semantic` vectors: random (HNSW's worst case) or clustered like image "
+                             "embeddings (SyntheticMaker); a resumed build needs the same")
     parser.add_argument("--search", type=int, default=0, metavar="N",
                         help="time N search --image and N --near-dup queries (collections with vector indexes)")
     parser.add_argument("--skip-grouping", action="store_true", help="leave duplicates --near out (with --search)")
@@ -370,7 +375,7 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         missing = [size for size in sizes if not (root / str(size)).exists()]
         if missing:
-            build(root, missing, args.real, args.skip_vector_index)
+            build(root, missing, args.real, args.skip_vector_index, args.vectors == "clustered")
         if args.build_only:
             return
         rows = {size: measure(root, size, args) for size in sizes}
@@ -383,7 +388,8 @@ def main() -> None:
 def print_report(rows: dict[int, dict], builds: dict[str, dict], memory: list[dict], total_s: float) -> None:
     print(f"\n### duplicates --near at scale\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
           f"{platform.machine()}; whole run {total_s / 60:.1f} min. Collections: REAL scanned JPEGs plus "
-          "SYNTHETIC objects (random vectors and pHashes, ~3% exact and ~5% near copies, no thumbnails).\n")
+          "SYNTHETIC objects (`semantic` vectors as the collections table says, random pHashes, ~3% exact and ~5% "
+          "near copies, no thumbnails).\n")
     if any("new" in row for row in rows.values()):
         print("| | method | images (real) | wall s | export | pHash matches | semantic candidates | verification + grouping "
               "| per-image queries | CPU s: weaviate / modules / benchmark | groups | load 1 min; CPU pressure avg60 "
@@ -417,7 +423,7 @@ def print_report(rows: dict[int, dict], builds: dict[str, dict], memory: list[di
         if b:
             per = {name: 1000 * b.get(f"{name}_cpu_s", 0) / max(b["inserted"], 1) for name in ("weaviate", "benchmark")}
             load = b["load"]
-            print(f"| {size:,} | {b['vector_indexes']} | {b['inserted']:,} | {b['inserted'] / b['wall_s']:.0f} "
+            print(f"| {size:,} | {b['vector_indexes']}, {b.get('vectors', 'random')} vectors | {b['inserted']:,} | {b['inserted'] / b['wall_s']:.0f} "
                   f"| {per['weaviate']:.1f} / {per['benchmark']:.1f} | {load['loadavg1']:.1f}; "
                   f"{load.get('cpu_pressure_avg60', float('nan')):.0f}% | {b['finished']} "
                   f"| {row['weaviate_disk_mb']:,.0f} |")

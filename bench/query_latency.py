@@ -150,16 +150,30 @@ def _flip(hex_hash: str, rng: np.random.Generator, bits: int) -> str:
 
 class SyntheticMaker:
     """Objects with self-provided vectors. ~3% are exact copies of an earlier object (same sha256 and
-    size), ~5% near copies (1..8 pHash bits flipped, semantic vector nudged to cosine distance < 0.1)."""
+    size), ~5% near copies (1..8 pHash bits flipped, semantic vector nudged to cosine distance < 0.1).
 
-    def __init__(self, dim: int, seed: int = 7):
+    `semantic` vectors are random unit vectors (no cluster structure: HNSW's worst case), or with
+    `clustered` drawn around CENTRES fixed random centres, each ~0.15 cosine distance from its centre
+    and ~0.28 from the others of its cluster, like image embeddings."""
+
+    CENTRES = 500
+
+    def __init__(self, dim: int, seed: int = 7, clustered: bool = False):
         self.dim = dim
         self.rng = np.random.default_rng(seed)
         self.made: list[dict] = []  # what a copy needs of its original (bounded, see below)
         self.count = 0
+        self.centres = None
+        if clustered:  # the same centres for every maker, so that resumed builds add to the same clusters
+            centres = np.random.default_rng(99).standard_normal((self.CENTRES, dim)).astype(np.float32)
+            self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
 
     def _unit(self, n: int) -> np.ndarray:
-        v = self.rng.standard_normal((n, self.dim)).astype(np.float32)
+        if self.centres is None:
+            v = self.rng.standard_normal((n, self.dim)).astype(np.float32)
+        else:
+            noise = self.rng.standard_normal((n, self.dim)).astype(np.float32) / self.dim ** 0.5
+            v = self.centres[self.rng.integers(0, self.CENTRES, n)] + 0.6 * noise
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     def chunk(self, n: int) -> list[wvc.data.DataObject]:

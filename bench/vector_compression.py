@@ -9,7 +9,7 @@ sequential). Half the queries are stored vectors (search with an indexed image),
 the same distribution.
 
 Vectors: `random` (SyntheticMaker's random unit vectors: no cluster structure, the worst case for HNSW,
-where even the uncompressed index finds ~75 % of the exact top 10) or `clustered` (500 random
+where even the uncompressed index finds ~75 % of the exact top 10) or `clustered` (`SyntheticMaker(clustered=True)`: 500 random
 centres, each vector ~0.15 cosine distance from its centre and ~0.28 from the others of its
 cluster, like image embeddings).
 
@@ -34,7 +34,6 @@ from bench.procstats import disk_mb, proc_status, stack_pids
 from bench.query_latency import CpuMeter, SyntheticMaker, insert_synthetic, machine_load, pct
 
 DIMS = 1280  # the offline profile's `semantic`
-CENTRES = 500
 
 
 def vector_config(compression: str) -> list:
@@ -53,18 +52,6 @@ def vector_config(compression: str) -> list:
     return vectors
 
 
-def clustered(maker: SyntheticMaker):
-    """Unit vectors around CENTRES fixed random centres, drawn from the maker's generator."""
-    centres = np.random.default_rng(99).standard_normal((CENTRES, DIMS)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-
-    def unit(n: int) -> np.ndarray:
-        noise = maker.rng.standard_normal((n, DIMS)).astype(np.float32) / DIMS ** 0.5
-        v = centres[maker.rng.integers(0, CENTRES, n)] + 0.6 * noise
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-    return unit
-
-
 def run(compression: str, vectors: str, steps: list[int], queries: int, data: Path) -> dict:
     from weaviate.classes.query import MetadataQuery
 
@@ -80,9 +67,7 @@ def run(compression: str, vectors: str, steps: list[int], queries: int, data: Pa
                                   vector_config=vector_config(compression))
         collection = client.collections.use(IMAGE_COLLECTION)
         weaviate_pid = stack_pids(data)["weaviate"]
-        maker = SyntheticMaker(DIMS)
-        if vectors == "clustered":
-            maker._unit = clustered(maker)
+        maker = SyntheticMaker(DIMS, clustered=vectors == "clustered")
         have = 0
         for size in steps:
             with CpuMeter({"weaviate": weaviate_pid}) as meter:
