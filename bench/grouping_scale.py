@@ -248,8 +248,6 @@ def run_near(grouping, backend, modules, pids: dict[str, int], max_semantic_dist
 
 
 def measure(root: Path, size: int, args) -> dict:
-    from deeplens.connectors.queries import grouping
-
     stack = stack_in(root, root / str(size))
     stack("up")
     try:
@@ -261,21 +259,8 @@ def measure(root: Path, size: int, args) -> dict:
         if args.search:
             row["search"] = time_search(root / "photos", backend, modules, pids, args.search)
             log(f"{size}: search {row['search']}")
-        if args.skip_grouping:
-            row["rss"] = {name: proc_status(pid).get("VmHWM", float("nan")) for name, pid in pids.items()}
-            row["weaviate_disk_mb"] = disk_mb(root / str(size) / "weaviate")
-            return row
-        log(f"{size}: {images} images; new method")
-        # Both methods at today's candidate radius: the comparison is of the candidate search.
-        radius = grouping.DEFAULT_MAX_SEMANTIC_DISTANCE
-        new, row["new"] = run_near(grouping, backend, modules, pids, radius)
-        log(f"{size}: new {row['new']}")
-        if size <= args.old_max:
-            old_module = old_grouping(args.old_ref)
-            old, row["old"] = run_near(old_module, backend, modules, pids, radius)
-            log(f"{size}: old {row['old']}")
-            row["agreement"] = agreement(old, new)
-            log(f"{size}: agreement {row['agreement']}")
+        if not args.skip_grouping:
+            compare_methods(row, size, backend, modules, pids, args)
         row["load"] = machine_load()
         row["rss"] = {name: proc_status(pid).get("VmHWM", float("nan")) for name, pid in pids.items()}
         row["weaviate_disk_mb"] = disk_mb(root / str(size) / "weaviate")  # Settings.weaviate_data_path
@@ -284,6 +269,22 @@ def measure(root: Path, size: int, args) -> dict:
         return row
     finally:
         stack("down")
+
+
+def compare_methods(row: dict, size: int, backend, modules, pids: dict[str, int], args) -> None:
+    """`duplicates --near` by the new method, and by the old one too up to --old-max, into row."""
+    from deeplens.connectors.queries import grouping
+
+    log(f"{size}: {row['images']} images; new method")
+    # Both methods at today's candidate radius: the comparison is of the candidate search.
+    radius = grouping.DEFAULT_MAX_SEMANTIC_DISTANCE
+    new, row["new"] = run_near(grouping, backend, modules, pids, radius)
+    log(f"{size}: new {row['new']}")
+    if size <= args.old_max:
+        old, row["old"] = run_near(old_grouping(args.old_ref), backend, modules, pids, radius)
+        log(f"{size}: old {row['old']}")
+        row["agreement"] = agreement(old, new)
+        log(f"{size}: agreement {row['agreement']}")
 
 
 def time_search(photos: Path, backend, modules, pids: dict[str, int], queries: int) -> dict:
