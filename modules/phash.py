@@ -56,7 +56,12 @@ def low_frequencies(grid: np.ndarray) -> np.ndarray:
 
 
 def bits_of(low: np.ndarray) -> np.ndarray:
-    return (low > np.median(low)).flatten().astype(np.uint8)
+    """Each coefficient above the median of the 64. The median as np.median takes it (the mean of
+    the two middle values), from one sort: np.median's generic path cost ~5x as much, and a scan
+    hashes each image eight times (dihedral variants)."""
+    ordered = np.sort(low, axis=None)
+    middle = ordered.size // 2
+    return (low > (ordered[middle - 1] + ordered[middle]) / 2).flatten().astype(np.uint8)
 
 
 def hash_bits(grid: np.ndarray) -> np.ndarray:
@@ -68,8 +73,9 @@ def bits_to_hex(bits: np.ndarray) -> str:
 
 
 def hex_to_bits(hex_hash: str) -> np.ndarray:
-    value = int(hex_hash, 16)
-    return np.array([(value >> (BITS - 1 - i)) & 1 for i in range(BITS)], dtype=np.uint8)
+    if len(hex_hash) != BITS // 4:
+        raise ValueError(f"a pHash is {BITS // 4} hex digits, got {hex_hash!r}")
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hex_hash), dtype=np.uint8))
 
 
 def hex_to_vector(hex_hash: str) -> list[float]:

@@ -90,3 +90,19 @@ def test_a_plain_backdrop_with_something_near_its_edge_is_not_a_bar(photos):
     scene.paste(sky, (0, 0))
     scene.paste(picture, (0, 60))
     assert trim_borders(scene).height >= 360 - 6
+
+
+def test_bits_of_thresholds_at_numpy_median_exactly():
+    """bits_of takes the median from one sort; it must split exactly where np.median does, ties and
+    equal middle values included, or stored hashes would change."""
+    rng = np.random.default_rng(7)
+    lows = [rng.normal(0, 100, (8, 8)) for _ in range(300)]
+    lows += [np.round(rng.normal(0, 3, (8, 8))) for _ in range(300)]  # many ties
+    lows += [np.zeros((8, 8)), np.arange(64, dtype=float).reshape(8, 8)]
+    for low in lows:
+        assert phash.bits_of(low).tolist() == (low > np.median(low)).flatten().astype(np.uint8).tolist()
+
+
+def test_hex_to_bits_refuses_a_hash_of_another_length():
+    with pytest.raises(ValueError, match="16 hex digits"):
+        phash.hex_to_bits("abc")
