@@ -89,14 +89,6 @@ def build_with_go(go: str, target: Path, version: str, progress: Progress) -> Pa
     progress(f"Building weaviate-server v{version} with Go (first time only; takes several minutes)...")
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as gobin:
         env = {**os.environ, "GOBIN": gobin, "CGO_ENABLED": os.environ.get("CGO_ENABLED", "0")}
-        proc = subprocess.Popen(
-            [go, "install", f"{GO_PACKAGE}@v{version}"],
-            env=env,
-            cwd=gobin,  # outside any module, so go.mod files around us do not interfere
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
         output: list[str] = []
         started = time.monotonic()
         done = threading.Event()
@@ -109,14 +101,23 @@ def build_with_go(go: str, target: Path, version: str, progress: Progress) -> Pa
         threading.Thread(target=heartbeat, daemon=True).start()
         downloads = 0
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                output.append(line.rstrip())
-                if line.startswith("go: downloading"):
-                    downloads += 1
-                    if downloads % 50 == 1:
-                        progress(f"  downloading Go modules ({downloads} so far)...")
-            returncode = proc.wait()
+            # The context closes the output pipe and waits for `go`, however the loop ends.
+            with subprocess.Popen(
+                [go, "install", f"{GO_PACKAGE}@v{version}"],
+                env=env,
+                cwd=gobin,  # outside any module, so go.mod files around us do not interfere
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    output.append(line.rstrip())
+                    if line.startswith("go: downloading"):
+                        downloads += 1
+                        if downloads % 50 == 1:
+                            progress(f"  downloading Go modules ({downloads} so far)...")
+                returncode = proc.wait()
         finally:
             done.set()
         if returncode != 0:
