@@ -66,6 +66,13 @@ DISTANCES = {SEMANTIC_VECTOR: wvc.config.VectorDistances.COSINE,
 # lower, peak RSS 11-21 % lower, recall@10 against brute force 0.9975 (uncompressed 0.9985).
 # `phash` stays uncompressed: its 0/1 values are what BQ/RQ would round away.
 QUANTIZERS = {SEMANTIC_VECTOR: wvc.config.Configure.VectorIndex.Quantizer.rq(bits=8)}
+# How many candidates a `semantic` search keeps at least: Weaviate's dynamic ef is the limit x 8,
+# clamped to [dynamicEfMin, dynamicEfMax] (weaviate adapters/repos/db/vector/hnsw/search.go,
+# searchTimeEF and autoEfFromK; defaults 100 and 500), so a 10-result search ran with 100. At 1M
+# images that lost 3 of 200 photos from their own `search --image` results (the greedy search stayed
+# among a million objects unlike them); with 200 all 200 were found and p95 did not move (19.1 ms
+# against 19.4: bench/RESULTS.md, "`search --image` at 1M"). `phash` queries found all 200 at 100.
+SEARCH_EF_MIN = {SEMANTIC_VECTOR: 200}
 
 
 class SchemaConflict(RuntimeError):
@@ -94,7 +101,8 @@ def image_vectors(modules_url: str, hash_only: bool = False, mode: VectorMode = 
     names = [PHASH_VECTOR] if hash_only else [SEMANTIC_VECTOR, PHASH_VECTOR]
     vectors = []
     for name in names:
-        index = wvc.config.Configure.VectorIndex.hnsw(distance_metric=DISTANCES[name], quantizer=QUANTIZERS.get(name))
+        index = wvc.config.Configure.VectorIndex.hnsw(distance_metric=DISTANCES[name], quantizer=QUANTIZERS.get(name),
+                                                      dynamic_ef_min=SEARCH_EF_MIN.get(name))
         if mode == "precomputed":
             vectors.append(wvc.config.Configure.Vectors.self_provided(name=name, vector_index_config=index))
         else:

@@ -159,6 +159,8 @@ def test_existing_collection_keeps_its_mode(env):
                    for name, vector in client.collections.use(IMAGE_COLLECTION).config.get().vector_config.items()}
     assert (indexes["semantic"].quantizer.bits, indexes["semantic"].quantizer.rescore_limit) == (8, 20)
     assert indexes["phash"].quantizer is None
+    # `semantic` searches keep at least 200 candidates (schema/weaviate.py SEARCH_EF_MIN), `phash` Weaviate's 100.
+    assert (indexes["semantic"].dynamic_ef_min, indexes["phash"].dynamic_ef_min) == (200, 100)
     assert run(env, "schema", "apply", "--vectors", "modules").output.strip() == "Schema is up to date."
     other = run(env, "schema", "apply", "--vectors", "precomputed", ok=False)
     assert other.exit_code == 1 and "exists with modules vectors" in other.output
